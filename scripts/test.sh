@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up (if needed) and run the whole check: ruff lint, ruff format check, pytest.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh" dev
+echo "[test] ruff check"
+ruff check .
+echo "[test] ruff format --check"
+ruff format --check .
+echo "[test] pytest"
+python -m pytest -q "$@"
