@@ -1,0 +1,202 @@
+"""The paper's attack measurements as pure NumPy functions.
+
+Every function takes flat per-attack arrays (one entry per attacked image, or per
+(image, target) pair in the all-targets protocol) and returns plain numbers or arrays.
+Nothing here knows about JAX, files or models, so a sweep's records can be re-measured
+at any time.
+
+Conventions
+-----------
+- ``success``: ``(N,)`` bool, the attack's own success criterion (untargeted: the
+  adversarial argmax differs from the label; targeted: it equals the target).
+- ``probs``: ``(N, K)`` float class probabilities on the adversarial image.
+- Rates are fractions in ``[0, 1]``; the report multiplies by 100.
+- Means over an empty set are ``nan`` (e.g. the confidence of a run without successes).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+Z_95 = 1.959963984540054  # two-sided 95 % normal quantile
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval for a binomial rate; ``(nan, nan)`` when ``trials == 0``.
+
+    Unlike the normal approximation it stays inside ``[0, 1]`` and is sensible at 0 or
+    ``trials`` successes, which is common for small runs.
+    """
+    if trials <= 0:
+        return (math.nan, math.nan)
+    if not 0 <= successes <= trials:
+        raise ValueError(f"successes={successes} must be in [0, trials={trials}]")
+    p = successes / trials
+    z2 = z * z
+    denom = 1.0 + z2 / trials
+    centre = (p + z2 / (2 * trials)) / denom
+    half = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def success_rate(success: np.ndarray) -> float:
+    """Fraction of successful attacks, ``nan`` for no attacks."""
+    success = np.asarray(success, bool)
+    return float(success.mean()) if success.size else math.nan
+
+
+def rate_with_ci(success: np.ndarray, z: float = Z_95) -> dict[str, float]:
+    """``{"rate", "low", "high", "successes", "trials"}`` with the Wilson interval."""
+    success = np.asarray(success, bool)
+    k, n = int(success.sum()), int(success.size)
+    low, high = wilson_interval(k, n, z)
+    return {"rate": success_rate(success), "low": low, "high": high, "successes": k, "trials": n}
+
+
+def targets_reached(image_ids: np.ndarray, success: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Number of successful targeted attacks per image.
+
+    Returns ``(ids, counts)``: the sorted distinct image ids and, for each, how many of
+    its targeted attacks succeeded (int64).
+    """
+    image_ids = np.asarray(image_ids)
+    success = np.asarray(success, bool)
+    ids, inverse = np.unique(image_ids, return_inverse=True)
+    counts = np.bincount(inverse.reshape(-1), weights=success, minlength=ids.size)
+    return ids, counts.astype(np.int64)
+
+
+def derived_untargeted_success(
+    image_ids: np.ndarray, success: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Non-targeted success derived from targeted attacks, as the paper's "Nontargeted1".
+
+    An image counts as fooled when at least one of its targeted attacks succeeded.
+    Returns ``(ids, fooled)`` with ``fooled`` a bool array aligned with the sorted ids.
+    """
+    ids, counts = targets_reached(image_ids, success)
+    return ids, counts > 0
+
+
+def target_count_histogram(
+    image_ids: np.ndarray, success: np.ndarray, num_classes: int
+) -> np.ndarray:
+    """How many images reached exactly ``n`` target classes, for ``n = 0 .. K-1``.
+
+    Returns ``(K,)`` int64; the entries sum to the number of distinct images.
+    """
+    _, counts = targets_reached(image_ids, success)
+    if counts.size and counts.max() > num_classes - 1:
+        raise ValueError("an image reached more targets than there are other classes")
+    return np.bincount(counts, minlength=num_classes).astype(np.int64)
+
+
+def adversarial_class(probs: np.ndarray) -> np.ndarray:
+    """The class the model predicts on each adversarial image, ``(N,)`` int64."""
+    return np.asarray(probs).argmax(axis=-1).astype(np.int64)
+
+
+def confidence(probs: np.ndarray, success: np.ndarray, classes: np.ndarray | None = None) -> float:
+    """Mean probability of the reached class over successful attacks (the paper's confidence).
+
+    ``classes`` is the target class of each attack for targeted attacks; when omitted
+    (untargeted) the class is the new argmax of ``probs``. ``nan`` without successes.
+    """
+    probs = np.asarray(probs, np.float64)
+    success = np.asarray(success, bool)
+    if classes is None:
+        classes = adversarial_class(probs)
+    classes = np.asarray(classes, np.int64)
+    if not success.any():
+        return math.nan
+    picked = probs[np.arange(probs.shape[0]), classes]
+    return float(picked[success].mean())
+
+
+def class_pair_counts(
+    original: np.ndarray, reached: np.ndarray, success: np.ndarray, num_classes: int
+) -> np.ndarray:
+    """Successful attacks per (original class, reached class) pair.
+
+    Returns ``(K, K)`` int64 with rows indexed by the original class and columns by the
+    reached class (the target, or the new argmax for untargeted attacks).
+    """
+    original = np.asarray(original, np.int64)
+    reached = np.asarray(reached, np.int64)
+    success = np.asarray(success, bool)
+    pairs = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(pairs, (original[success], reached[success]), 1)
+    return pairs
+
+
+def per_class_counts(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Successful attacks per class acting as original (row sums) and as target (column sums)."""
+    pairs = np.asarray(pairs)
+    return pairs.sum(axis=1), pairs.sum(axis=0)
+
+
+def avg_evaluations(queries: np.ndarray, success: np.ndarray) -> float:
+    """Mean number of model evaluations of the successful attacks (the paper's AvgEvaluation)."""
+    queries = np.asarray(queries, np.float64)
+    success = np.asarray(success, bool)
+    return float(queries[success].mean()) if success.any() else math.nan
+
+
+def pixel_distortion(original_values: np.ndarray, new_values: np.ndarray) -> np.ndarray:
+    """Mean absolute change per colour channel of the attacked pixels, per attack.
+
+    ``original_values`` and ``new_values`` are ``(N, d, C)`` channel values of the ``d``
+    attacked pixels before and after the attack, in the image's value range (0..255).
+    Returns ``(N,)`` float64.
+    """
+    original_values = np.asarray(original_values, np.float64)
+    new_values = np.asarray(new_values, np.float64)
+    if original_values.shape != new_values.shape:
+        raise ValueError(f"shape mismatch {original_values.shape} vs {new_values.shape}")
+    diff = np.abs(new_values - original_values)
+    return diff.reshape(diff.shape[0], -1).mean(axis=1)
+
+
+def avg_distortion(distortion: np.ndarray, success: np.ndarray) -> float:
+    """Mean per-attack distortion (see :func:`pixel_distortion`) over successful attacks."""
+    distortion = np.asarray(distortion, np.float64)
+    success = np.asarray(success, bool)
+    return float(distortion[success].mean()) if success.any() else math.nan
+
+
+def mean_fitness_curve(histories: np.ndarray) -> np.ndarray:
+    """Mean best-so-far fitness per generation over attacks, ``(G,)``; NaN entries ignored."""
+    histories = np.asarray(histories, np.float64)
+    if histories.size == 0:
+        return np.zeros((0,))
+    return np.nanmean(histories, axis=0)
+
+
+def de_vs_random(de_success: np.ndarray, random_success: np.ndarray) -> dict[str, float]:
+    """Compare DE with random search on the same attacks at the same evaluation budget.
+
+    Both arrays are aligned ``(N,)`` bool. ``difference`` is the DE success rate minus
+    the random-search rate (the paper reports it in percentage points, e.g. 19.01 for
+    AllConv). The paired counts show on how many attacks only one method succeeded.
+    """
+    de = np.asarray(de_success, bool)
+    rnd = np.asarray(random_success, bool)
+    if de.shape != rnd.shape:
+        raise ValueError(f"unpaired results: {de.shape} vs {rnd.shape}")
+    de_ci, rnd_ci = rate_with_ci(de), rate_with_ci(rnd)
+    return {
+        "de_rate": de_ci["rate"],
+        "de_low": de_ci["low"],
+        "de_high": de_ci["high"],
+        "random_rate": rnd_ci["rate"],
+        "random_low": rnd_ci["low"],
+        "random_high": rnd_ci["high"],
+        "difference": de_ci["rate"] - rnd_ci["rate"],
+        "both": int((de & rnd).sum()),
+        "de_only": int((de & ~rnd).sum()),
+        "random_only": int((~de & rnd).sum()),
+        "neither": int((~de & ~rnd).sum()),
+        "trials": int(de.size),
+    }
