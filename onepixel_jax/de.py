@@ -15,7 +15,8 @@ is jitted: the caller jits once at the outer boundary and ``vmap``s over images.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
