@@ -12,7 +12,11 @@ import importlib
 import sys
 
 # Modules that contribute sub-commands, in the order they are listed by --help.
-_COMMAND_MODULES: tuple[str, ...] = ("onepixel_jax.demo",)
+_COMMAND_MODULES: tuple[str, ...] = (
+    "onepixel_jax.demo",
+    "onepixel_jax.sweep",
+    "onepixel_jax.report",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
