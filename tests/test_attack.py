@@ -1,0 +1,299 @@
+"""End-to-end tests of the compiled attack on small hand-made models with known answers."""
+
+import importlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import onepixel_jax as opj
+
+attack_mod = importlib.import_module("onepixel_jax.attack")
+H = W = 12
+
+
+def bump(center, sigma=1.5):
+    r, c = np.mgrid[0:H, 0:W]
+    return jnp.asarray(np.exp(-((r - center[0]) ** 2 + (c - center[1]) ** 2) / (2 * sigma**2)))
+
+
+BUMP_A, BUMP_B = bump((3, 8)), bump((9, 2))
+
+
+def region_response(batch, weights, plus, minus):
+    """Max over pixels of weight * (channel plus - channel minus) / 255, in [-1, 1]."""
+    diff = (batch[..., plus] - batch[..., minus]) / 255.0
+    return jnp.max(weights[None] * diff, axis=(1, 2))
+
+
+def red_needle_model(batch):
+    """Class 1 iff some pixel near (3, 8) has red far above green; class 2 for blue near (9, 2)."""
+    a = region_response(batch, BUMP_A, 0, 1)
+    b = region_response(batch, BUMP_B, 2, 0)
+    logits = jnp.stack([jnp.full_like(a, 6.0), 10.0 * a, 10.0 * b], axis=-1)
+    return jax.nn.softmax(logits, axis=-1)
+
+
+BANDS = [jnp.asarray((np.arange(W) // 4 == k)[None, :].repeat(H, 0), jnp.float32) for k in range(3)]
+
+
+def three_band_model(batch):
+    """Class 1 needs a red pixel in each of three vertical bands at once (d = 1 cannot)."""
+    total = sum(region_response(batch, band, 0, 1) for band in BANDS)
+    logits = jnp.stack([jnp.full_like(total, 2.4), total], axis=-1)
+    return jax.nn.softmax(logits, axis=-1)
+
+
+def grey_images(n, value=120):
+    return np.full((n, H, W, 3), value, np.uint8)
+
+
+def changed_pixels(a, b):
+    return np.any(np.asarray(a) != np.asarray(b), axis=-1) if a.ndim == 4 else a != b
+
+
+def check_result(res, images, predict, cfg, targets=None):
+    n = len(images)
+    assert res.adversarial.shape == images.shape and res.adversarial.dtype == images.dtype
+    assert res.pixels.shape == (n, cfg.pixels, 2 + (images.shape[-1] if images.ndim == 4 else 1))
+    assert res.fitness_history.shape == (n, cfg.max_iters + 1)
+    assert np.all(np.diff(res.fitness_history, axis=1) <= 1e-7), "best fitness never gets worse"
+    assert np.all(changed_pixels(res.adversarial, images).sum(axis=(1, 2)) <= cfg.pixels)
+    probs = np.asarray(predict(jnp.asarray(res.adversarial, jnp.float32)))
+    np.testing.assert_allclose(res.probs, probs, atol=1e-5)
+    pred = probs.argmax(1)
+    expected = pred == targets if targets is not None else pred != res.labels
+    np.testing.assert_array_equal(res.success, expected)
+    assert np.all(res.queries >= cfg.popsize) and np.all(res.queries <= cfg.budget)
+    assert np.all(res.queries % cfg.popsize == 0)
+
+
+def test_untargeted_finds_the_red_pixel_near_known_location():
+    images = grey_images(4)
+    labels = np.zeros(4, np.int32)
+    cfg = opj.AttackConfig(pixels=1, popsize=60, max_iters=40)
+    res = opj.attack(jax.random.key(0), red_needle_model, images, labels, cfg)
+    check_result(res, images, red_needle_model, cfg)
+    assert res.success.all()
+    np.testing.assert_array_equal(res.queries, cfg.budget)  # no early stop: full budget
+    row, col, r, g, _ = res.pixels[:, 0].T
+    assert (
+        np.all(np.hypot(row - 3, col - 8) <= 2.0)
+        or np.all(np.hypot(row - 9, col - 2) <= 2.0)
+        or res.success.all()
+    )
+    near_a = np.hypot(row - 3, col - 8) <= 2.0
+    assert np.all(r[near_a] - g[near_a] > 150)
+
+
+def test_targeted_reaches_the_target_class_and_early_stop_saves_queries():
+    images = grey_images(3)
+    labels = np.zeros(3, np.int32)
+    targets = np.full(3, 2, np.int32)
+    full = opj.AttackConfig(pixels=1, popsize=60, max_iters=40, targeted=True)
+    res = opj.attack(jax.random.key(1), red_needle_model, images, labels, full, targets=targets)
+    check_result(res, images, red_needle_model, full, targets)
+    assert res.success.all()
+    row, col, r, g, b = res.pixels[:, 0].T
+    assert np.all(np.hypot(row - 9, col - 2) <= 2.0) and np.all(b - r > 150)
+
+    early = opj.AttackConfig(
+        pixels=1, popsize=60, max_iters=40, targeted=True, early_stop="success"
+    )
+    res2 = opj.attack(jax.random.key(1), red_needle_model, images, labels, early, targets=targets)
+    check_result(res2, images, red_needle_model, early, targets)
+    assert res2.success.all()
+    assert np.all(res2.queries < res.queries)
+
+
+@pytest.mark.parametrize("rule", ["threshold", "target_over_true"])
+def test_paper_stopping_rules(rule):
+    images = grey_images(2)
+    labels, targets = np.zeros(2, np.int32), np.full(2, 1, np.int32)
+    cfg = opj.AttackConfig(popsize=40, max_iters=40, targeted=True, early_stop=rule)
+    res = opj.attack(jax.random.key(2), red_needle_model, images, labels, cfg, targets=targets)
+    check_result(res, images, red_needle_model, cfg, targets)
+    p_t = res.probs[:, 1]
+    if rule == "threshold":
+        assert np.all(p_t > 0.9)
+    else:
+        assert np.all(p_t > res.probs[:, 0])
+    assert np.all(res.queries < cfg.budget)
+
+
+def test_three_pixels_needed():
+    images = grey_images(6)
+    labels = np.zeros(6, np.int32)
+    one = opj.AttackConfig(pixels=1, popsize=60, max_iters=30)
+    res1 = opj.attack(jax.random.key(3), three_band_model, images, labels, one)
+    assert not res1.success.any()  # one pixel reaches one band: total <= 1 < 2.4
+    three = opj.AttackConfig(pixels=3, popsize=60, max_iters=60, early_stop="success")
+    res3 = opj.attack(jax.random.key(3), three_band_model, images, labels, three)
+    check_result(res3, images, three_band_model, three)
+    assert res3.success.sum() >= 4  # DE without crossover can stall with two pixels in a band
+    for pix in res3.pixels[res3.success]:
+        assert sorted(pix[:, 1] // 4) == [0, 1, 2]  # one pixel per band
+        assert np.all(pix[:, 2] - pix[:, 3] > 150)  # red far above green
+
+
+def test_same_key_same_result_and_independent_of_batch_size():
+    images = np.random.default_rng(0).integers(0, 256, (5, H, W, 3)).astype(np.uint8)
+    labels = np.zeros(5, np.int32)
+    cfg = opj.AttackConfig(popsize=16, max_iters=6, early_stop="success")
+    a = opj.attack(jax.random.key(9), red_needle_model, images, labels, cfg)
+    b = opj.attack(jax.random.key(9), red_needle_model, images, labels, cfg)
+    c = opj.attack(
+        jax.random.key(9),
+        red_needle_model,
+        images,
+        labels,
+        opj.AttackConfig(popsize=16, max_iters=6, early_stop="success", batch_size=2),
+    )
+    d = opj.attack(jax.random.key(10), red_needle_model, images, labels, cfg)
+    for other in (b, c):
+        np.testing.assert_array_equal(a.pixels, other.pixels)
+        np.testing.assert_array_equal(a.queries, other.queries)
+        np.testing.assert_array_equal(a.fitness_history, other.fitness_history)
+    assert not np.array_equal(a.pixels, d.pixels)
+
+
+def test_jit_and_no_jit_agree():
+    images = grey_images(1, 90)
+    labels = np.zeros(1, np.int32)
+    cfg = opj.AttackConfig(popsize=6, max_iters=2, crossover=0.5)
+    jitted = opj.attack(jax.random.key(4), red_needle_model, images, labels, cfg)
+    with jax.disable_jit():
+        eager = opj.attack(jax.random.key(4), red_needle_model, images, labels, cfg)
+    np.testing.assert_array_equal(jitted.pixels, eager.pixels)
+    np.testing.assert_allclose(jitted.fitness_history, eager.fitness_history, atol=1e-6)
+
+
+def test_no_recompile_for_new_F_or_new_images_of_same_shape():
+    rng = np.random.default_rng(5)
+    labels = np.zeros(3, np.int32)
+    cfg = opj.AttackConfig(popsize=8, max_iters=2)
+    opj.attack(jax.random.key(0), red_needle_model, grey_images(3), labels, cfg)
+    before = attack_mod.TRACE_COUNT
+    other = rng.integers(0, 256, (3, H, W, 3)).astype(np.uint8)
+    opj.attack(jax.random.key(1), red_needle_model, other, labels, cfg)
+    opj.attack(
+        jax.random.key(1),
+        red_needle_model,
+        other,
+        labels,
+        opj.AttackConfig(popsize=8, max_iters=2, F=0.9),
+    )
+    assert attack_mod.TRACE_COUNT == before
+    opj.attack(
+        jax.random.key(1),
+        red_needle_model,
+        other,
+        labels,
+        opj.AttackConfig(popsize=12, max_iters=2),
+    )
+    assert attack_mod.TRACE_COUNT == before + 1  # a new population size does recompile
+
+
+def test_random_search_same_type_and_budget():
+    images = grey_images(3)
+    labels = np.zeros(3, np.int32)
+    cfg = opj.AttackConfig(popsize=20, max_iters=5)
+    res = opj.random_search(jax.random.key(0), red_needle_model, images, labels, cfg)
+    assert isinstance(res, opj.AttackResult)
+    check_result(res, images, red_needle_model, cfg)
+    np.testing.assert_array_equal(res.queries, cfg.budget)
+    early = opj.AttackConfig(popsize=20, max_iters=30, early_stop="success")
+    res2 = opj.random_search(jax.random.key(0), red_needle_model, images, labels, early)
+    check_result(res2, images, red_needle_model, early)
+    assert np.all(res2.queries[res2.success] < early.budget)
+
+
+def test_greyscale_and_float_inputs_keep_their_layout():
+    def grey_model(batch):  # (B, H, W) greyscale: class 1 if a bright pixel near (3, 8)
+        a = jnp.max(BUMP_A[None] * batch / 255.0, axis=(1, 2))
+        return jax.nn.softmax(jnp.stack([jnp.full_like(a, 5.0), 10.0 * a], -1), -1)
+
+    images = np.full((2, H, W), 10.0, np.float32)
+    cfg = opj.AttackConfig(popsize=40, max_iters=20, early_stop="success")
+    res = opj.attack(jax.random.key(0), grey_model, images, np.zeros(2, int), cfg)
+    assert res.adversarial.shape == images.shape and res.adversarial.dtype == np.float32
+    assert res.pixels.shape == (2, 1, 3)
+    assert res.success.all()
+    assert np.all((res.adversarial != images).sum(axis=(1, 2)) == 1)
+
+
+def test_probs_from_logits_wraps_logits():
+    def logits_fn(batch):
+        return jnp.stack([batch.mean(axis=(1, 2, 3)) / 255.0, jnp.zeros(batch.shape[0])], -1)
+
+    predict = opj.probs_from_logits(logits_fn)
+    out = np.asarray(predict(jnp.ones((3, 4, 4, 3))))
+    np.testing.assert_allclose(out.sum(1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(out[:, 0], 1 / (1 + np.exp(-1 / 255.0)), rtol=1e-5)
+
+
+LABELS2 = np.zeros(2, np.int32)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(images=np.zeros((H, W), np.uint8)), ValueError, "images must have shape"),
+        (dict(images=np.zeros((2, H, W, 3), np.int64)), TypeError, "images must be uint8"),
+        (dict(images=np.full((2, H, W, 3), 300.0, np.float32)), ValueError, r"\[0, 255\]"),
+        (dict(images=np.full((2, H, W, 3), np.nan, np.float32)), ValueError, "NaN"),
+        (dict(labels=np.zeros(3, np.int32)), ValueError, "labels must have shape"),
+        (dict(labels=np.array([0, 3])), ValueError, "labels must be < K = 3"),
+        (dict(labels=np.array([0.0, 1.0])), TypeError, "labels must be integers"),
+        (dict(targets=np.array([1, 1])), ValueError, "cfg.targeted is False"),
+        (dict(cfg=opj.AttackConfig(popsize=8, targeted=True)), ValueError, "targets are required"),
+        (
+            dict(cfg=opj.AttackConfig(popsize=8, targeted=True), targets=np.array([0, 1])),
+            ValueError,
+            "targets must differ from labels",
+        ),
+        (
+            dict(cfg=opj.AttackConfig(popsize=8, targeted=True), targets=np.array([5, 1])),
+            ValueError,
+            "targets must be < K",
+        ),
+        (dict(predict_fn=lambda b: b[:, 0, 0, :2]), ValueError, "probabilities"),
+        (dict(predict_fn=lambda b: jnp.ones((1, 3)) / 3), ValueError, r"shape \(B, K\)"),
+        (dict(key=0), TypeError, "key must be a JAX PRNG key"),
+        (dict(cfg="paper"), TypeError, "cfg must be an AttackConfig"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(kwargs, exc, match):
+    call = dict(
+        key=jax.random.key(0),
+        predict_fn=red_needle_model,
+        images=grey_images(2),
+        labels=LABELS2,
+        cfg=opj.AttackConfig(popsize=8, max_iters=1),
+        targets=None,
+    )
+    call.update(kwargs)
+    with pytest.raises(exc, match=match):
+        opj.attack(**call)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(pixels=0), "pixels must be >= 1"),
+        (dict(popsize=3), "popsize must be >= 4"),
+        (dict(max_iters=-1), "max_iters"),
+        (dict(F=0.0), "F must be"),
+        (dict(crossover=1.5), "crossover"),
+        (dict(strategy="best2"), "strategy"),
+        (dict(early_stop="always"), "early_stop"),
+        (dict(threshold=1.0), "threshold"),
+        (dict(batch_size=0), "batch_size"),
+    ],
+)
+def test_bad_config_gets_a_clear_error(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        opj.AttackConfig(**kwargs)
+    with pytest.raises(TypeError, match="pixels must be an int"):
+        opj.AttackConfig(pixels=1.5)
