@@ -277,7 +277,7 @@ def plot_examples(records, images_by_index, names, path: Path, title: str) -> in
         for j, (img, text) in enumerate(
             (
                 (orig, f"{names[label]} ({100 * p0:.0f}%)"),
-                (adv, f"-> {names[pred]} ({100 * p1:.0f}%)"),
+                (adv, f"-> {names[pred]} ({100 * p1:.0f}%){'' if rec['success'] else ', failed'}"),
             )
         ):
             ax = axes[n // 2, 2 * (n % 2) + j]
@@ -291,9 +291,14 @@ def plot_examples(records, images_by_index, names, path: Path, title: str) -> in
             )
             colour = "red" if (j == 1 and rec["success"]) else "black"
             ax.set_title(text, fontsize=8, color=colour)
+            half = max(0.5, img.shape[0] / 20)  # the pixel itself on tiny images
             for row in rec["pixels"]:
                 r, c = int(row[0]), int(row[1])
-                ax.add_patch(Rectangle((c - 1.5, r - 1.5), 3, 3, fill=False, ec="lime", lw=1.2))
+                ax.add_patch(
+                    Rectangle(
+                        (c - half, r - half), 2 * half, 2 * half, fill=False, ec="lime", lw=1.2
+                    )
+                )
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

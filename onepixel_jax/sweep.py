@@ -420,7 +420,9 @@ def run_sweep(args: argparse.Namespace) -> int:
         )
     if args.pixels > height * width:
         raise UsageError(f"--pixels {args.pixels} exceeds the {height}x{width} image size")
-    model_sha = card.get("sha256") if isinstance(card, dict) else None
+    model_sha = None
+    if isinstance(card, dict):
+        model_sha = card.get("sha256") or card.get("checkpoint_sha256")
     info = check_resume(out, config, model_sha)
 
     if info is None:

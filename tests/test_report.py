@@ -1,0 +1,128 @@
+"""``onepixel report`` on hand-written run folders (no engine involved)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from onepixel_jax import report, sweep
+
+K = 3
+B = [100, 100, 100]  # clean channel values under every attacked pixel
+NAMES = ["cat", "dog", "ship"]
+
+
+def _record(method, index, label, target, success, predicted, queries, probs, pixel, before):
+    return {
+        "method": method,
+        "position": index,
+        "index": index,
+        "label": label,
+        "target": target,
+        "success": success,
+        "predicted": predicted,
+        "queries": queries,
+        "pixels": [pixel],
+        "original_values": [before],
+        "distortion": float(np.abs(np.subtract(pixel[2:], before)).mean()),
+        "probs": probs,
+        "original_probs": [1.0 if k == label else 0.0 for k in range(K)],
+        "fitness": [0.9, 0.6, 0.3],
+        "seconds": 0.5,
+    }
+
+
+def make_run(tmp_path, mode, records, indices, labels):
+    out = tmp_path / mode
+    out.mkdir()
+    info = {
+        "config": {"model": "m", "dataset": "d", "split": "test", "mode": mode, "baseline": "none"},
+        "model_sha256": "f" * 64,
+        "num_classes": K,
+        "class_names": NAMES,
+        "indices": indices,
+        "labels": labels,
+        "command": "onepixel attack ...",
+    }
+    (out / "run.json").write_text(json.dumps(info))
+    sweep.append_records(out / "results.jsonl", records)
+    images = np.full((len(indices), 6, 6, 3), 100, np.uint8)
+    np.savez(out / "images.npz", indices=np.array(indices), images=images)
+    return out
+
+
+def test_all_targets_summary_matches_hand_computation(tmp_path):
+    # Image 0 (label 0): targets 1 (success, p=0.8) and 2 (fail).
+    # Image 1 (label 2): targets 0 (success, p=0.6) and 1 (success, p=0.5).
+    recs = [
+        _record("de", 0, 0, 1, True, 1, 400, [0.1, 0.8, 0.1], [1, 2, 255, 0, 0], B),
+        _record("de", 0, 0, 2, False, 0, 1200, [0.7, 0.1, 0.2], [0, 0, 0, 0, 0], B),
+        _record("de", 1, 2, 0, True, 0, 800, [0.6, 0.1, 0.3], [3, 3, 100, 100, 40], B),
+        _record("de", 1, 2, 1, True, 1, 1600, [0.2, 0.5, 0.3], [5, 5, 70, 100, 100], B),
+        # The random baseline on the same attacks: only one success.
+        _record("random", 0, 0, 1, True, 1, 1200, [0.2, 0.7, 0.1], [1, 1, 0, 0, 0], B),
+        _record("random", 0, 0, 2, False, 0, 1200, [0.9, 0.0, 0.1], [1, 1, 0, 0, 0], B),
+        _record("random", 1, 2, 0, False, 2, 1200, [0.2, 0.1, 0.7], [1, 1, 0, 0, 0], B),
+        _record("random", 1, 2, 1, False, 2, 1200, [0.1, 0.2, 0.7], [1, 1, 0, 0, 0], B),
+    ]  # fmt: skip
+    out = make_run(tmp_path, "all-targets", recs, [0, 1], [0, 2])
+    summary = report.write_report(out)
+    de = summary["methods"]["de"]
+    assert de["success"]["successes"] == 3 and de["success"]["trials"] == 4
+    assert de["confidence"] == pytest.approx((0.8 + 0.6 + 0.5) / 3)
+    assert de["avg_evaluations"] == pytest.approx((400 + 800 + 1600) / 3)
+    # Distortions of successes: 155/3*... computed per channel: (155+100+100)/3, (0+0+60)/3, 10.
+    assert de["avg_distortion"] == pytest.approx(((355 / 3) + 20 + 10) / 3)
+    assert de["derived_untargeted"]["rate"] == 1.0
+    assert de["targets_per_image"] == pytest.approx(1.5)
+    assert de["target_histogram"] == [0, 1, 1]
+    assert de["class_pairs"] == [[0, 1, 0], [0, 0, 0], [1, 1, 0]]
+    assert de["as_original"] == [1, 0, 2] and de["as_target"] == [1, 2, 0]
+    np.testing.assert_allclose(de["mean_fitness"], [0.9, 0.6, 0.3])
+    cmp = summary["de_vs_random"]
+    assert cmp["difference"] == pytest.approx(0.5)
+    assert (cmp["both"], cmp["de_only"], cmp["random_only"], cmp["neither"]) == (1, 2, 0, 1)
+    assert summary["de_vs_random_derived"]["random_rate"] == pytest.approx(0.5)
+
+    text = (out / "report.md").read_text()
+    assert "75.00% [" in text and "(3/4)" in text and "+50.00 points" in text
+    for fig in ("class_pairs", "target_counts", "per_class", "fitness", "examples"):
+        assert (out / f"{fig}.png").stat().st_size > 1000
+        assert f"({fig}.png)" in text
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["methods"]["de"]["target_histogram"] == [0, 1, 1]
+
+
+def test_untargeted_report_and_partial_runs(tmp_path, capsys):
+    recs = [
+        _record("de", 4, 1, None, True, 2, 400, [0.1, 0.3, 0.6], [0, 0, 0, 0, 0], B),
+        _record("de", 7, 0, None, False, 0, 1200, [0.9, 0.05, 0.05], [0, 0, 0, 0, 0], [0, 0, 0]),
+    ]  # fmt: skip
+    out = make_run(tmp_path, "untargeted", recs, [4, 7, 9], [1, 0, 0])
+    summary = report.summarize(*report.load_run(out))
+    de = summary["methods"]["de"]
+    assert de["confidence"] == pytest.approx(0.6)  # the new argmax's probability
+    assert de["class_pairs"][1][2] == 1 and sum(map(sum, de["class_pairs"])) == 1
+    assert "target_histogram" not in de and summary["expected_attacks"] == 3
+    # The CLI entry point writes the report and says where.
+    assert report._run_cli(type("A", (), {"run_dir": str(out)})()) == 0
+    assert "DE success 50.00%" in capsys.readouterr().out
+    text = (out / "report.md").read_text()
+    assert "Finished attacks: 2 of 3." in text and "target_counts.png" not in text
+    # An empty run still reports (no figures, n/a measurements).
+    (tmp_path / "e").mkdir()
+    empty = make_run(tmp_path / "e", "untargeted", [], [0], [0])
+    summary = report.write_report(empty)
+    assert report.summary_line(summary) == "no finished attacks yet"
+    assert report._run_cli(type("A", (), {"run_dir": str(tmp_path / "nope")})()) == 2
+
+
+def test_rebuild_adversarial_and_nan_free_json(tmp_path):
+    img = np.zeros((4, 4, 3), np.uint8)
+    adv = report.rebuild_adversarial(img, [[1, 2, 10, 20, 30], [3, 0, 255, 0, 7]])
+    assert adv[1, 2].tolist() == [10, 20, 30] and adv[3, 0].tolist() == [255, 0, 7]
+    assert int((adv != 0).any(-1).sum()) == 2 and img.sum() == 0
+    assert report._jsonable({"a": math.nan, "b": [1.0, math.inf]}) == {"a": None, "b": [1.0, None]}
