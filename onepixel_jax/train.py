@@ -62,6 +62,11 @@ class TrainConfig:
       data_dir: data directory (see ``opj.data``).
       command: the command line recorded in the card.
       name: checkpoint name recorded in the card (default: the workdir's name).
+      time_budget: optional wall-clock limit in seconds for the optimisation steps; the cosine
+        schedule then follows elapsed time instead of steps and reaches 0 at the budget, and
+        training stops there even if fewer than ``epochs`` epochs were done (the card records
+        the steps actually done).
+      input_dropout: override of AllConv's input dropout rate.
     """
 
     model: str = "allconv"
@@ -84,6 +89,8 @@ class TrainConfig:
     data_dir: str | None = None
     command: str | None = None
     name: str | None = None
+    time_budget: float | None = None
+    input_dropout: float | None = None
 
     def __post_init__(self) -> None:
         if self.model not in opj_models.ARCHITECTURES:
@@ -102,6 +109,8 @@ class TrainConfig:
             raise ValueError(f"width must be > 0, got {self.width!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise ValueError(f"time_budget must be None or > 0, got {self.time_budget!r}")
         if self.weight_decay < 0 or self.warmup_epochs < 0:
             raise ValueError("weight_decay and warmup_epochs must be >= 0")
 
@@ -137,26 +146,38 @@ def _model_kwargs(config: TrainConfig, num_classes: int) -> dict:
         if "dropout" not in fields:
             raise ValueError(f"{config.model} has no dropout to set")
         kwargs["dropout"] = float(config.dropout)
+    if config.input_dropout is not None:
+        if "input_dropout" not in fields:
+            raise ValueError(f"{config.model} has no input_dropout to set")
+        kwargs["input_dropout"] = float(config.input_dropout)
     return kwargs
 
 
-def _make_optimizer(config: TrainConfig, steps_per_epoch: int) -> tuple[Any, Any]:
-    total = config.epochs * steps_per_epoch
-    warmup = min(int(config.warmup_epochs * steps_per_epoch), total - 1)
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, config.learning_rate, max(warmup, 0), total, end_value=0.0
-    )
+def learning_rate_at(config: TrainConfig, step: int, progress: float, warmup_steps: int) -> float:
+    """Learning rate of the warmup + cosine schedule: linear warmup over ``warmup_steps``
+    steps, times ``0.5 * (1 + cos(pi * progress))`` with ``progress`` in [0, 1] the fraction of
+    the run done (in steps, or in wall-clock time with a time budget)."""
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    progress = min(max(progress, 0.0), 1.0)
+    return float(config.learning_rate * warm * 0.5 * (1.0 + np.cos(np.pi * progress)))
+
+
+def _make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """Update direction without the learning rate (applied by the step as ``-lr * update``),
+    so the schedule can follow steps or wall-clock time without recompiling."""
 
     def decay_mask(params: Any) -> Any:
         return jax.tree_util.tree_map(lambda p: p.ndim > 1, params)
 
     if config.optimizer == "adamw":
-        tx = optax.adamw(schedule, weight_decay=config.weight_decay, mask=decay_mask)
-        return tx, schedule
+        return optax.chain(
+            optax.scale_by_adam(),
+            optax.add_decayed_weights(config.weight_decay, mask=decay_mask),
+        )
     return optax.chain(
         optax.add_decayed_weights(config.weight_decay, mask=decay_mask),
-        optax.sgd(schedule, momentum=config.momentum, nesterov=True),
-    ), schedule
+        optax.trace(decay=config.momentum, nesterov=True),
+    )
 
 
 def _make_steps(model: Any, augment: bool, label_smoothing: float, num_classes: int):
@@ -180,13 +201,20 @@ def _make_steps(model: Any, augment: bool, label_smoothing: float, num_classes: 
         return loss, (logits, new_stats)
 
     @jax.jit
-    def train_step(state: TrainState, x_all, y_all, idx, key):
+    def train_step(state: TrainState, x_all, y_all, idx, key, lr):
         images, labels = x_all[idx], y_all[idx]
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         (loss, (logits, new_stats)), grads = grad_fn(
             state.params, state.batch_stats, images, labels, key
         )
-        state = state.apply_gradients(grads=grads, batch_stats=new_stats)
+        updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+        updates = jax.tree_util.tree_map(lambda u: -lr * u, updates)
+        state = state.replace(
+            step=state.step + 1,
+            params=optax.apply_updates(state.params, updates),
+            opt_state=opt_state,
+            batch_stats=new_stats,
+        )
         correct = jnp.sum(jnp.argmax(logits, -1) == labels)
         return state, {"loss": loss, "correct": correct}
 
@@ -294,7 +322,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, log=p
 
     batch_size = min(config.batch_size, len(x_train))
     steps_per_epoch = len(x_train) // batch_size
-    tx, schedule = _make_optimizer(config, steps_per_epoch)
+    tx = _make_optimizer(config)
+    total_steps = config.epochs * steps_per_epoch
+    warmup_steps = min(int(config.warmup_epochs * steps_per_epoch), total_steps - 1)
+    budget = config.time_budget
     state = TrainState.create(
         apply_fn=model.apply,
         params=variables["params"],
@@ -332,37 +363,56 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, log=p
     history = []
     epoch_times = []
     test_acc = 0.0
+    global_step, lr, out_of_time = 0, 0.0, False
+    train_start = time.time()
     for epoch in range(1, config.epochs + 1):
         t0 = time.time()
         perm = rng.permutation(len(x_train))
-        loss_sum, correct = 0.0, 0
+        loss_sum, correct, steps_done = 0.0, 0, 0
         for step in range(steps_per_epoch):
+            if budget is None:
+                progress = global_step / total_steps
+            else:
+                progress = (time.time() - train_start) / budget
+                if progress >= 1.0:
+                    out_of_time = True
+                    break
+            lr = learning_rate_at(config, global_step, progress, warmup_steps)
             idx = jnp.asarray(perm[step * batch_size : (step + 1) * batch_size])
             key, k_step = jax.random.split(key)
-            state, metrics = train_step(state, x_dev, y_dev, idx, k_step)
+            state, metrics = train_step(state, x_dev, y_dev, idx, k_step, jnp.float32(lr))
             loss_sum += float(metrics["loss"])
             correct += int(metrics["correct"])
+            if global_step == 0:  # the budget starts after the first step (compilation)
+                jax.block_until_ready(state.params)
+                train_start = time.time()
+            global_step += 1
+            steps_done += 1
+        if steps_done == 0:
+            break
+        if budget is not None and time.time() - train_start >= budget:
+            out_of_time = True
         train_time = time.time() - t0
         epoch_times.append(train_time)
-        seen = steps_per_epoch * batch_size
+        seen = steps_done * batch_size
         test_acc = evaluate(logits_step, state, x_test, y_test)
-        lr = float(schedule(int(state.step) - 1))
         history.append(
             {
                 "epoch": epoch,
-                "loss": round(loss_sum / steps_per_epoch, 5),
+                "steps": steps_done,
+                "loss": round(loss_sum / steps_done, 5),
                 "train_accuracy": round(correct / seen, 5),
                 "test_accuracy": round(test_acc, 5),
                 "seconds": round(train_time, 2),
             }
         )
         log(
-            f"epoch {epoch:3d}/{config.epochs}  loss {loss_sum / steps_per_epoch:.4f}  "
+            f"epoch {epoch:3d}/{config.epochs}  loss {loss_sum / steps_done:.4f}  "
             f"train_acc {100 * correct / seen:6.2f}%  test_acc {100 * test_acc:6.2f}%  "
             f"lr {lr:.4g}  {train_time:.1f}s",
         )
         sys.stdout.flush()
-        final = epoch == config.epochs
+        final = epoch == config.epochs or out_of_time
         extra_acc = {}
         if final and config.dataset == "cifar10" and config.eval_limit is None:
             x_j, y_j, _ = opj_data.load("cifar10", "test-jpeg", data_dir=config.data_dir)
@@ -380,7 +430,9 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, log=p
         card.update(
             {
                 "status": "complete" if final else f"epoch {epoch}/{config.epochs}",
-                "epochs_done": epoch,
+                "epochs_done": round(global_step / steps_per_epoch, 3),
+                "steps_done": global_step,
+                "stopped_by_time_budget": out_of_time,
                 "test_accuracy": round(test_acc, 5),
                 "test_split": test_split,
                 "test_images": len(x_test),
@@ -394,6 +446,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, log=p
             }
         )
         _write_card(workdir, card)
+        if final:
+            break
     log(
         f"[train] done in {card['training_time_seconds']:.0f}s: test accuracy "
         f"{100 * test_acc:.2f}% -> {workdir}"
@@ -425,6 +479,13 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-norm", dest="batch_norm", action="store_true", default=None)
     p.add_argument("--no-batch-norm", dest="batch_norm", action="store_false")
     p.add_argument("--dropout", type=float, default=None)
+    p.add_argument("--input-dropout", type=float, default=None)
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="wall-clock seconds for training; the cosine schedule follows time and ends there",
+    )
     p.add_argument("--augment", dest="augment", action="store_true", default=None)
     p.add_argument("--no-augment", dest="augment", action="store_false")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
@@ -451,6 +512,8 @@ def _run_cli(args: argparse.Namespace) -> int:
             weight_decay=args.weight_decay,
             batch_norm=args.batch_norm,
             dropout=args.dropout,
+            input_dropout=args.input_dropout,
+            time_budget=args.time_budget,
             augment=args.augment,
             label_smoothing=args.label_smoothing,
             seed=args.seed,
