@@ -16,6 +16,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "onepixel_jax.demo",
     "onepixel_jax.sweep",
     "onepixel_jax.report",
+    "onepixel_jax.train",
 )
 
 
