@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from onepixel_jax.fooling.encoding import Encoding, check_image_shape
@@ -104,10 +105,12 @@ def render_one(genome: CPPNGenome, coords: jax.Array, channels: int) -> jax.Arra
     n = genome.weights.shape[0]
     w = jnp.where(genome.connections, genome.weights, 0.0)
     values = jnp.zeros((coords.shape[0], n), jnp.float32).at[:, :NUM_INPUTS].set(coords)
-    for j in range(NUM_INPUTS, n):  # n is small and static: the order is the topology
-        z = values @ w[:, j]
-        a = apply_activation(genome.activations[j], z)
-        values = values.at[:, j].set(jnp.where(genome.active[j], a, 0.0))
+
+    def node_value(j, values):  # the node order is the topology: one pass suffices
+        a = apply_activation(genome.activations[j], values @ w[:, j])
+        return values.at[:, j].set(jnp.where(genome.active[j], a, 0.0))
+
+    values = jax.lax.fori_loop(NUM_INPUTS, n, node_value, values)
     out = values[:, n - channels :]
     return 127.5 * (jnp.clip(out, -1.0, 1.0) + 1.0)
 
@@ -120,17 +123,17 @@ def is_valid(genome: CPPNGenome, max_hidden: int, channels: int) -> jax.Array:
     ends_active = genome.active[:, None] & genome.active[None, :]
     return (
         jnp.all(~genome.connections | (allowed & ends_active))
-        & jnp.all(genome.active[io])
+        & jnp.all(genome.active | ~io)
         & jnp.all((genome.activations >= 0) & (genome.activations < len(ACTIVATIONS)))
         & jnp.all(jnp.isfinite(genome.weights))
     )
 
 
-def _pick_one(key: jax.Array, candidates: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """A uniform flat index among True ``candidates`` and whether there was any."""
+def _pick_one(scores: jax.Array, candidates: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """A flat index among True ``candidates``, uniform when ``scores`` are i.i.d. uniform, and
+    whether there was any candidate."""
     flat = candidates.reshape(-1)
-    logits = jnp.where(flat, 0.0, -jnp.inf)
-    index = jax.random.categorical(key, jnp.where(jnp.any(flat), logits, 0.0))
+    index = jnp.argmax(jnp.where(flat, scores.reshape(-1), -1.0))
     return index, jnp.any(flat)
 
 
@@ -140,42 +143,53 @@ def mutate_one(
     """One mutated copy of an unbatched ``genome`` (see the module docstring)."""
     n = genome.weights.shape[0]
     num_act = len(ACTIVATIONS)
-    keys = jax.random.split(key, 11)
+    # All randomness from one uniform and one normal draw (cheap to compile under vmap).
+    k_u, k_n = jax.random.split(key)
+    sizes = (n * n, n, n, n * n, 1, n * n * n, 1, 1)
+    u = jax.random.uniform(k_u, (sum(sizes),))
+    parts = jnp.split(u, np.cumsum(sizes)[:-1])
+    u_perturb = parts[0].reshape(n, n)
+    u_change, u_ids, u_conn_pick, u_conn, u_split_pick, u_node, u_node_act = parts[1:]
+    normals = jax.random.normal(k_n, (n * n + 1,))
+    noise = params.weight_sigma * normals[: n * n].reshape(n, n)
+    new_weight = normals[n * n]
     allowed = allowed_connections(max_hidden, channels)
     node = jnp.arange(n)
     hidden = (node >= NUM_INPUTS) & (node < NUM_INPUTS + max_hidden)
 
+    def random_ids(v):
+        return jnp.minimum((v * num_act).astype(jnp.int32), num_act - 1)
+
     # Weights.
-    perturb = jax.random.uniform(keys[0], (n, n)) < params.weight_rate
-    noise = params.weight_sigma * jax.random.normal(keys[1], (n, n))
-    weights = jnp.where(genome.connections & perturb, genome.weights + noise, genome.weights)
+    perturb = genome.connections & (u_perturb < params.weight_rate)
+    weights = jnp.where(perturb, genome.weights + noise, genome.weights)
     weights = jnp.clip(weights, -params.weight_limit, params.weight_limit)
 
     # Activations of in-use hidden and output nodes.
-    change = (jax.random.uniform(keys[2], (n,)) < params.activation_rate) & genome.active
-    change = change & (node >= NUM_INPUTS)
-    new_ids = jax.random.randint(keys[3], (n,), 0, num_act, dtype=jnp.int32)
-    activations = jnp.where(change, new_ids, genome.activations)
+    change = (u_change < params.activation_rate) & genome.active & (node >= NUM_INPUTS)
+    activations = jnp.where(change, random_ids(u_ids), genome.activations)
     connections = genome.connections
     active = genome.active
 
     # Add a connection between in-use nodes.
     absent = allowed & ~connections & active[:, None] & active[None, :]
-    flat, any_absent = _pick_one(keys[4], absent)
-    do_conn = any_absent & (jax.random.uniform(keys[5]) < params.add_connection_rate)
+    flat, any_absent = _pick_one(u_conn_pick, absent)
+    do_conn = any_absent & (u_conn[0] < params.add_connection_rate)
     hit = (jnp.arange(n * n) == flat).reshape(n, n) & do_conn
     connections = connections | hit
-    weights = jnp.where(hit, jax.random.normal(keys[6]), weights)
+    weights = jnp.where(
+        hit, jnp.clip(new_weight, -params.weight_limit, params.weight_limit), weights
+    )
 
     # Split a connection i -> j through a free hidden slot h with i < h < j.
     free = hidden & ~active
+    # between[i, j, h]: i < h < j
     between = (node[:, None, None] < node[None, None, :]) & (
         node[None, None, :] < node[None, :, None]
     )
-    # between[i, j, h]: i < h < j
     splittable = connections[:, :, None] & between & free[None, None, :]
-    flat3, any_split = _pick_one(keys[7], splittable)
-    do_node = any_split & (jax.random.uniform(keys[8]) < params.add_node_rate)
+    flat3, any_split = _pick_one(u_split_pick, splittable)
+    do_node = any_split & (u_node[0] < params.add_node_rate)
     i, rest = flat3 // (n * n), flat3 % (n * n)
     j, h = rest // n, rest % n
     old_w = weights[i, j]
@@ -184,8 +198,7 @@ def mutate_one(
     connections = jnp.where(do_node, split_conn, connections)
     weights = jnp.where(do_node, split_w, weights)
     active = jnp.where(do_node, active.at[h].set(True), active)
-    new_act = jax.random.randint(keys[9], (), 0, num_act, dtype=jnp.int32)
-    activations = jnp.where(do_node, activations.at[h].set(new_act), activations)
+    activations = jnp.where(do_node, activations.at[h].set(random_ids(u_node_act)[0]), activations)
 
     return CPPNGenome(
         weights=weights.astype(jnp.float32),
@@ -242,8 +255,13 @@ def cppn_encoding(
         genomes = jax.vmap(lambda k: init_one(k, max_hidden, channels))(
             jax.random.split(k_init, num)
         )
-        for k in jax.random.split(k_mut, init_mutations):
-            genomes = mutate_batch(k, genomes, params)
+        if init_mutations == 0:
+            return genomes
+        genomes, _ = jax.lax.scan(
+            lambda g, k: (mutate_batch(k, g, params), None),
+            genomes,
+            jax.random.split(k_mut, init_mutations),
+        )
         return genomes
 
     def vary(key, parents, mates, params: CPPNParams, generation) -> CPPNGenome:
