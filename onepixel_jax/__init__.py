@@ -1,6 +1,6 @@
 """onepixel-jax: batched, jit-compiled black-box few-pixel attacks and fooling images in JAX."""
 
-from . import de, perturb
+from . import data, de, metrics, models, perturb
 from .attack import (
     AttackConfig,
     AttackResult,
@@ -18,8 +18,11 @@ __all__ = [
     "AttackResult",
     "apply_pixels",
     "attack",
+    "data",
     "de",
     "decode_candidate",
+    "metrics",
+    "models",
     "perturb",
     "predict_in_batches",
     "probs_from_logits",
