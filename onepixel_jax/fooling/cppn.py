@@ -10,8 +10,8 @@ and a connection ``i -> j`` may exist only for ``i < j``, ``i`` an input or hidd
 ``j`` a hidden or output node; the network is therefore always acyclic and is evaluated
 in one pass over the node order. A genome (:class:`CPPNGenome`) holds the dense weight
 matrix, the connection mask, which hidden slots are in use and one activation id per node.
-Rendering evaluates every pixel at once and maps each output ``a`` to ``255 (clip(a, -1, 1)
-+ 1) / 2``, so images are always within ``[0, 255]``.
+Rendering evaluates every pixel at once and maps each output ``a`` to ``round(255 (clip(a,
+-1, 1) + 1) / 2)``, so images are integer-valued within ``[0, 255]`` (exactly a PNG's pixels).
 
 Mutations (per child, each independently):
 
@@ -112,7 +112,7 @@ def render_one(genome: CPPNGenome, coords: jax.Array, channels: int) -> jax.Arra
 
     values = jax.lax.fori_loop(NUM_INPUTS, n, node_value, values)
     out = values[:, n - channels :]
-    return 127.5 * (jnp.clip(out, -1.0, 1.0) + 1.0)
+    return jnp.round(127.5 * (jnp.clip(out, -1.0, 1.0) + 1.0))
 
 
 def is_valid(genome: CPPNGenome, max_hidden: int, channels: int) -> jax.Array:

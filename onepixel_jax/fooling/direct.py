@@ -1,6 +1,7 @@
 """Direct encoding: one gene per pixel value, varied by polynomial mutation.
 
-A genome is the image itself, ``(H, W, C)`` float32 in ``[0, 255]``, initialised uniform.
+A genome is the image itself, ``(H, W, C)`` float32 in ``[0, 255]``, initialised uniform;
+rendering rounds it to integers, so the classifier sees exactly what a PNG stores.
 Each gene is mutated with probability ``mutation_rate`` by Deb's bounded polynomial
 mutation with distribution index ``eta`` (the fooling-images paper: rate 0.1, eta 15); the
 rate may decay geometrically with the generation, and an optional uniform crossover mixes
@@ -103,6 +104,6 @@ def direct_encoding(image_shape: tuple[int, int, int], params: DirectParams | No
         return polynomial_mutation(key_mut, start, mutation_rate_at(params, generation), params.eta)
 
     def render(genomes: jax.Array) -> jax.Array:
-        return genomes
+        return jnp.round(genomes)  # what a uint8 image file holds
 
     return Encoding("direct", shape, init, vary, render, params)

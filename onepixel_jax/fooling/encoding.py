@@ -18,7 +18,8 @@ class Encoding(NamedTuple):
       vary: ``vary(key, parents, mates, params, generation) -> children``; ``mates`` is a
         second batch of parents for encodings that recombine (ignored otherwise),
         ``generation`` an int32 scalar for schedules.
-      render: ``render(genomes) -> images``, ``(num, H, W, C)`` float32 in ``[0, 255]``.
+      render: ``render(genomes) -> images``, ``(num, H, W, C)`` float32 with integer values
+        in ``[0, 255]`` (so a saved uint8 image is classified exactly as during the search).
       params: default hyperparameters, a pytree of traced scalars passed to ``vary``.
     """
 

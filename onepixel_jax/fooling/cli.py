@@ -1,0 +1,442 @@
+"""``onepixel fool``: evolve fooling images for every class of a model, resumably.
+
+The run directory ``--out`` holds:
+
+* ``config.json`` — what fixes the run (model and its checkpoint hash, encoding,
+  hyperparameters, population, seed). Re-running with the same ``--out`` continues from
+  the saved archive; a different config is refused. ``--generations`` is the target and may
+  be raised to extend a finished run.
+* ``progress.jsonl`` — one line appended per chunk of generations: generation, wall time,
+  best confidence per class, how many classes reach the threshold.
+* ``state.npz`` — the archive (genomes, images, confidences), the per-generation curve and
+  the elapsed time, rewritten atomically after every chunk.
+* ``best_grid.png``, ``confidence_curve.png``, ``summary.json`` — written at the end.
+
+Generation ``g`` uses ``fold_in(key, g)``, so an interrupted and resumed run yields the same
+archive as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from onepixel_jax.fooling import figures
+from onepixel_jax.fooling import map_elites as me
+from onepixel_jax.fooling.archive import Archive
+from onepixel_jax.fooling.cppn import CPPNParams, cppn_encoding
+from onepixel_jax.fooling.direct import DirectParams, direct_encoding
+from onepixel_jax.fooling.encoding import Encoding
+
+ENCODINGS = ("direct", "cppn")
+CONFIG_FILE = "config.json"
+PROGRESS_FILE = "progress.jsonl"
+STATE_FILE = "state.npz"
+SUMMARY_FILE = "summary.json"
+GRID_FILE = "best_grid.png"
+CURVE_FILE = "confidence_curve.png"
+
+
+@dataclasses.dataclass(frozen=True)
+class FoolConfig:
+    """Everything that determines a fooling run except its length."""
+
+    model: str
+    encoding: str = "direct"
+    popsize: int = 100
+    seed: int = 0
+    chunk: int = 10
+    threshold: float = 0.9999
+    # direct encoding
+    mutation_rate: float = 0.1
+    eta: float = 15.0
+    rate_decay: float = 1.0
+    min_rate: float = 0.0
+    crossover_rate: float = 0.0
+    # CPPN encoding
+    max_hidden: int = 12
+    weight_sigma: float = 0.5
+    add_node_rate: float = 0.1
+    add_connection_rate: float = 0.2
+    # provenance of the model (set from its card)
+    model_sha256: str = ""
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field."""
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
+        for name in ("popsize", "chunk"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_hidden < 0:
+            raise ValueError(f"max_hidden must be >= 0, got {self.max_hidden}")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
+        for name in ("mutation_rate", "min_rate", "crossover_rate", "add_node_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.add_connection_rate <= 1.0:
+            raise ValueError(
+                f"add_connection_rate must be in [0, 1], got {self.add_connection_rate}"
+            )
+        if not 0.0 < self.rate_decay <= 1.0:
+            raise ValueError(f"rate_decay must be in (0, 1], got {self.rate_decay}")
+        if self.eta < 0:
+            raise ValueError(f"eta must be >= 0, got {self.eta}")
+        if self.weight_sigma <= 0:
+            raise ValueError(f"weight_sigma must be > 0, got {self.weight_sigma}")
+
+
+def make_encoding(config: FoolConfig, image_shape: Sequence[int]) -> Encoding:
+    """The encoding a config describes, for images of ``image_shape``."""
+    shape = tuple(int(s) for s in image_shape)
+    if config.encoding == "direct":
+        params = DirectParams(
+            mutation_rate=config.mutation_rate,
+            eta=config.eta,
+            rate_decay=config.rate_decay,
+            min_rate=config.min_rate,
+            crossover_rate=config.crossover_rate,
+        )
+        return direct_encoding(shape, params)
+    params = CPPNParams(
+        weight_sigma=config.weight_sigma,
+        add_node_rate=config.add_node_rate,
+        add_connection_rate=config.add_connection_rate,
+    )
+    return cppn_encoding(shape, max_hidden=config.max_hidden, params=params)
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# State files
+
+
+def _save_state(path: Path, state: me.FoolingState, curve: np.ndarray, elapsed: float) -> None:
+    arch = state.archive
+    leaves = jax.tree_util.tree_leaves(arch.genomes)
+    arrays = {f"genome_{i}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(
+        tmp,
+        images=np.asarray(arch.images).astype(np.uint8),
+        fitness=np.asarray(arch.fitness),
+        generation=np.asarray(state.generation),
+        curve=curve.astype(np.float32),
+        elapsed=np.asarray(elapsed, np.float64),
+        **arrays,
+    )
+    os.replace(tmp, path)
+
+
+def _load_state(path: Path, template: me.FoolingState) -> tuple[me.FoolingState, np.ndarray, float]:
+    with np.load(path) as data:
+        leaves, treedef = jax.tree_util.tree_flatten(template.archive.genomes)
+        genomes = jax.tree_util.tree_unflatten(
+            treedef,
+            [jnp.asarray(data[f"genome_{i}"], leaf.dtype) for i, leaf in enumerate(leaves)],
+        )
+        arch = Archive(
+            genomes=genomes,
+            images=jnp.asarray(data["images"], jnp.float32),
+            fitness=jnp.asarray(data["fitness"], jnp.float32),
+        )
+        state = me.FoolingState(archive=arch, generation=jnp.asarray(data["generation"], jnp.int32))
+        return state, np.asarray(data["curve"]), float(data["elapsed"])
+
+
+def _trim_progress(path: Path, generation: int) -> None:
+    """Drop progress lines past ``generation`` (written before a crash, not in the state)."""
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    keep = [ln for ln in lines if json.loads(ln).get("generation", 0) <= generation]
+    if len(keep) != len(lines):
+        path.write_text("".join(ln + "\n" for ln in keep))
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def run_fooling(
+    config: FoolConfig,
+    predict_fn: Callable[[jax.Array], jax.Array],
+    image_shape: Sequence[int],
+    class_names: Sequence[str],
+    out: str | Path,
+    generations: int,
+    stop_at_threshold: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run (or resume) MAP-Elites into ``out`` until ``generations``; returns the summary.
+
+    ``class_names`` fixes the number of cells ``K``; a model with more outputs (an extra
+    "fooling" class) has its extra columns ignored. Raises ValueError if ``out`` holds a run
+    with a different config.
+    """
+    config.validate()
+    if generations < 1:
+        raise ValueError(f"generations must be >= 1, got {generations}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config_path = out / CONFIG_FILE
+    config_dict = dataclasses.asdict(config)
+    if config_path.exists():
+        saved = json.loads(config_path.read_text())
+        if saved != config_dict:
+            diff = sorted(
+                k for k in set(saved) | set(config_dict) if saved.get(k) != config_dict.get(k)
+            )
+            raise ValueError(
+                f"out {str(out)!r} holds a run with a different config (differs in {diff}); "
+                "use another --out or the same settings"
+            )
+    else:
+        config_path.write_text(json.dumps(config_dict, indent=2) + "\n")
+
+    num_classes = len(class_names)
+    encoding = make_encoding(config, image_shape)
+    key_init, key_run = jax.random.split(jax.random.PRNGKey(config.seed))
+    init = jax.jit(
+        functools.partial(
+            me.init,
+            encoding=encoding,
+            predict_fn=predict_fn,
+            num_classes=num_classes,
+            popsize=config.popsize,
+        )
+    )
+    state_path = out / STATE_FILE
+    progress_path = out / PROGRESS_FILE
+    if state_path.exists():
+        template = jax.eval_shape(init, key_init)
+        state, curve, elapsed = _load_state(state_path, template)
+        _trim_progress(progress_path, int(state.generation))
+        log(f"[fool] resuming {out} at generation {int(state.generation)}")
+    else:
+        start = time.perf_counter()
+        state = init(key_init)
+        curve = np.asarray(state.archive.fitness)[None]
+        elapsed = time.perf_counter() - start
+        _save_state(state_path, state, curve, elapsed)
+
+    compiled: dict[int, Callable] = {}
+
+    def run_chunk(length: int, state: me.FoolingState):
+        if length not in compiled:
+            compiled[length] = jax.jit(
+                functools.partial(
+                    me.run,
+                    encoding=encoding,
+                    predict_fn=predict_fn,
+                    popsize=config.popsize,
+                    num_generations=length,
+                )
+            )
+        return compiled[length](key_run, state, encoding.params)
+
+    def all_reached(fitness: np.ndarray) -> bool:
+        return bool(np.all(fitness >= config.threshold))
+
+    while int(state.generation) < generations:
+        if stop_at_threshold and all_reached(np.asarray(state.archive.fitness)):
+            break
+        length = min(config.chunk, generations - int(state.generation))
+        start = time.perf_counter()
+        state, metrics = run_chunk(length, state)
+        fitness = np.asarray(state.archive.fitness)
+        elapsed += time.perf_counter() - start
+        curve = np.concatenate([curve, np.asarray(metrics.best_fitness)])
+        gen = int(state.generation)
+        reached = int(np.sum(fitness >= config.threshold))
+        record = {
+            "generation": gen,
+            "elapsed_s": round(elapsed, 3),
+            "reached": reached,
+            "best": [float(f) for f in fitness],
+        }
+        with progress_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        _save_state(state_path, state, curve, elapsed)
+        log(
+            f"[fool] gen {gen:5d}/{generations}  {elapsed:7.1f}s  "
+            f"{reached}/{num_classes} >= {config.threshold:g}  "
+            f"min {fitness.min():.6f}  median {np.median(fitness):.6f}"
+        )
+    stopped_early = int(state.generation) < generations
+
+    return _finish(config, predict_fn, class_names, out, state, curve, elapsed, stopped_early)
+
+
+def _finish(config, predict_fn, class_names, out, state, curve, elapsed, stopped_early):
+    arch = state.archive
+    fitness = np.asarray(arch.fitness)
+    images_u8 = np.asarray(arch.images).astype(np.uint8)
+    # Check: the saved 8-bit images are classified with the confidences the search reports.
+    probs = np.asarray(predict_fn(jnp.asarray(images_u8, jnp.float32)))
+    recheck = probs[np.arange(len(class_names)), np.arange(len(class_names))]
+    first = np.asarray(me.first_generation_reaching(jnp.asarray(curve[1:]), config.threshold))
+    if np.any(curve[0] >= config.threshold):  # reached by the initial population
+        first = np.where(curve[0] >= config.threshold, 0, first)
+    gen = int(state.generation)
+    title = (
+        f"{config.model}, {config.encoding} encoding, {gen} generations x {config.popsize}, "
+        f"seed {config.seed}"
+    )
+    figures.save_best_grid(out / GRID_FILE, images_u8, fitness, class_names, title)
+    figures.save_confidence_curves(out / CURVE_FILE, curve, class_names, config.threshold, title)
+    np.save(out / "best_images_uint8.npy", images_u8)
+    all_gen = int(first.max()) if np.all(first >= 0) else None
+    summary = {
+        "model": config.model,
+        "encoding": config.encoding,
+        "popsize": config.popsize,
+        "seed": config.seed,
+        "generations": gen,
+        "stopped_at_threshold": bool(stopped_early),
+        "evaluations": int(config.popsize * (gen + 1)),
+        "wall_time_s": round(elapsed, 2),
+        "threshold": config.threshold,
+        "classes": list(class_names),
+        "best_confidence": [float(f) for f in fitness],
+        "best_confidence_uint8_recheck": [float(f) for f in recheck],
+        "reached": int(np.sum(fitness >= config.threshold)),
+        "min_confidence": float(fitness.min()),
+        "median_confidence": float(np.median(fitness)),
+        "first_generation_reaching": [int(f) for f in first],
+        "generation_all_reached": all_gen,
+        "machine": machine_info(),
+        "config": dataclasses.asdict(config),
+    }
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="checkpoint name (models/NAME) or directory")
+    p.add_argument("--encoding", default="direct", help="direct | cppn (default direct)")
+    p.add_argument("--generations", type=int, default=200, help="target generation count")
+    p.add_argument("--popsize", type=int, default=100, help="offspring per generation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="run directory (resumable)")
+    p.add_argument("--chunk", type=int, default=10, help="generations per compiled call / log line")
+    p.add_argument("--threshold", type=float, default=0.9999, help="confidence target")
+    p.add_argument(
+        "--stop-at-threshold",
+        action="store_true",
+        help="stop once every class reaches --threshold",
+    )
+    g = p.add_argument_group("direct encoding")
+    g.add_argument("--mutation-rate", type=float, default=0.1, help="per-pixel probability")
+    g.add_argument("--eta", type=float, default=15.0, help="polynomial mutation index")
+    g.add_argument("--rate-decay", type=float, default=1.0, help="rate *= decay each generation")
+    g.add_argument("--min-rate", type=float, default=0.0, help="floor of the decayed rate")
+    g.add_argument("--crossover-rate", type=float, default=0.0, help="uniform crossover prob.")
+    c = p.add_argument_group("CPPN encoding")
+    c.add_argument("--max-hidden", type=int, default=12, help="hidden node capacity")
+    c.add_argument("--weight-sigma", type=float, default=0.5)
+    c.add_argument("--add-node-rate", type=float, default=0.1)
+    c.add_argument("--add-connection-rate", type=float, default=0.2)
+
+
+def config_from_args(args: argparse.Namespace, model_sha256: str = "") -> FoolConfig:
+    config = FoolConfig(
+        model=args.model,
+        encoding=args.encoding,
+        popsize=args.popsize,
+        seed=args.seed,
+        chunk=args.chunk,
+        threshold=args.threshold,
+        mutation_rate=args.mutation_rate,
+        eta=args.eta,
+        rate_decay=args.rate_decay,
+        min_rate=args.min_rate,
+        crossover_rate=args.crossover_rate,
+        max_hidden=args.max_hidden,
+        weight_sigma=args.weight_sigma,
+        add_node_rate=args.add_node_rate,
+        add_connection_rate=args.add_connection_rate,
+        model_sha256=model_sha256,
+    )
+    config.validate()
+    return config
+
+
+def _error(message: str) -> int:
+    print(f"onepixel fool: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    from onepixel_jax import models
+
+    if args.generations < 1:
+        return _error(f"--generations must be >= 1, got {args.generations}")
+    try:
+        config_from_args(args)  # argument errors before loading anything
+    except ValueError as err:
+        return _error(str(err))
+    try:
+        predict_fn, card = models.load(args.model)
+    except (ValueError, TypeError, OSError) as err:
+        return _error(f"--model: {err}")
+    num_classes = int(card.get("num_classes", 0))
+    class_names = card.get("class_names") or [str(k) for k in range(num_classes)]
+    config = config_from_args(args, model_sha256=str(card.get("checkpoint_sha256", "")))
+    try:
+        summary = run_fooling(
+            config,
+            predict_fn,
+            card["input_shape"],
+            class_names,
+            args.out,
+            args.generations,
+            stop_at_threshold=args.stop_at_threshold,
+        )
+    except ValueError as err:
+        return _error(str(err))
+    print(
+        f"[fool] done: {summary['reached']}/{len(class_names)} classes >= "
+        f"{config.threshold:g} after {summary['generations']} generations, "
+        f"{summary['wall_time_s']:.1f}s; min {summary['min_confidence']:.6f}, "
+        f"median {summary['median_confidence']:.6f} -> {args.out}"
+    )
+    return 0
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add the ``fool`` sub-command."""
+    p = subparsers.add_parser(
+        "fool",
+        help="evolve fooling images (MAP-Elites, direct or CPPN encoding)",
+        description=__doc__.split("\n\n")[0],
+    )
+    add_arguments(p)
+    p.set_defaults(func=_run_cli)
