@@ -17,6 +17,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "onepixel_jax.sweep",
     "onepixel_jax.report",
     "onepixel_jax.train",
+    "onepixel_jax.fooling.cli",
 )
 
 
