@@ -364,7 +364,8 @@ def create(arch: str, **kwargs: Any) -> nn.Module:
 def init_variables(model: nn.Module, input_shape: Sequence[int], key: jax.Array) -> dict:
     """Initial variables (``params`` and, with BatchNorm, ``batch_stats``) for one input."""
     x = jnp.zeros((1, *input_shape), jnp.float32)
-    return dict(model.init({"params": key, "dropout": key}, x, train=False))
+    init = jax.jit(lambda k: model.init({"params": k, "dropout": k}, x, train=False))
+    return dict(init(key))
 
 
 def param_count(tree: Any) -> int:
