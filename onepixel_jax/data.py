@@ -299,7 +299,8 @@ def restricted_unpickle(data: bytes) -> object:
     try:
         return _RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
     except pickle.UnpicklingError as err:
-        raise ValueError(f"unsafe or invalid pickle: {err}") from None
+        kind = "unsafe" if "refusing" in str(err) else "corrupt"
+        raise ValueError(f"{kind} pickle: {err}") from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
         raise ValueError(f"corrupt pickle ({type(err).__name__}: {err})") from None
 
