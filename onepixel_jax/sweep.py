@@ -32,6 +32,7 @@ import math
 import os
 import platform
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -481,6 +482,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     progress = _Progress()
     bar = _progress_bar(len(indices), args.quiet)
+    previous_handler = _interrupt_on_sigterm()
     try:
         for start in range(0, len(indices), chunk):
             pos = np.arange(start, min(start + chunk, len(indices)))
@@ -531,6 +533,9 @@ def run_sweep(args: argparse.Namespace) -> int:
         _close_bar(bar)
         print(f"interrupted; run the same command again to resume {out}", file=sys.stderr)
         return 130
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
     _close_bar(bar)
 
     if not args.no_report:
@@ -564,6 +569,19 @@ def _attack_rows(engine, key, predict_fn, images, rows, chunk, num_classes, mode
             },
         )
     return result
+
+
+def _interrupt_on_sigterm():
+    """Treat SIGTERM like Ctrl-C (finished records are on disk either way); returns the old
+    handler, or None when handlers cannot be installed (not the main thread)."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
 
 
 def _save_images(path: Path, indices: np.ndarray, images: np.ndarray) -> None:
