@@ -142,7 +142,7 @@ def main(argv=None) -> int:
         "allconv": (400, 2, (1, 8)),
     }
     if args.quick:
-        plans = {"tiny-cnn": (16, 2, (1, 2))}
+        plans = {"tiny-cnn": (8, 1, (2,))}
         args.repeats = 1
     rows = []
     for name in args.models.split(","):

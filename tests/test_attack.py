@@ -161,7 +161,7 @@ def test_same_key_same_result_and_independent_of_batch_size():
 def test_jit_and_no_jit_agree():
     images = grey_images(1, 90)
     labels = np.zeros(1, np.int32)
-    cfg = opj.AttackConfig(popsize=6, max_iters=2, crossover=0.5)
+    cfg = opj.AttackConfig(popsize=4, max_iters=1, crossover=0.5)
     jitted = opj.attack(jax.random.key(4), red_needle_model, images, labels, cfg)
     with jax.disable_jit():
         eager = opj.attack(jax.random.key(4), red_needle_model, images, labels, cfg)

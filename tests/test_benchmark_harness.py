@@ -12,7 +12,7 @@ def test_bench_engine_quick(capsys):
     spec.loader.exec_module(mod)
     assert mod.main(["--quick"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tiny")]
-    assert [r.split("|")[2].strip() for r in rows] == ["1", "2"]
+    assert [r.split("|")[2].strip() for r in rows] == ["2"]
     for r in rows:
         cells = [c.strip() for c in r.strip("|").split("|")]
         attack_s, bare_s, loop_s = (float(c) for c in cells[4:7])
