@@ -247,6 +247,18 @@ def evaluate(
     return correct / max(n, 1)
 
 
+SPOT_CHECK_IMAGES = 300
+
+
+def spot_check(predict_fn, dataset: str, *, data_dir=None, n: int = SPOT_CHECK_IMAGES) -> dict:
+    """Accuracy of ``predict_fn`` on the first ``n`` test images, as stored in model cards
+    (``card["spot_check"]``) so that a test can re-measure it exactly."""
+    x, y, _ = opj_data.load(dataset, "test", data_dir=data_dir, limit=n)
+    probs = jax.jit(predict_fn)(jnp.asarray(x, jnp.float32))
+    acc = float(np.mean(np.asarray(jnp.argmax(probs, -1)) == y))
+    return {"split": "test", "images": len(x), "accuracy": round(acc, 5)}
+
+
 def _machine() -> dict:
     return {
         "platform": platform.platform(),
@@ -374,7 +386,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, log=p
                 progress = global_step / total_steps
             else:
                 progress = (time.time() - train_start) / budget
-                if progress >= 1.0:
+                if progress >= 1.0 and steps_done > 0:
                     out_of_time = True
                     break
             lr = learning_rate_at(config, global_step, progress, warmup_steps)
@@ -447,6 +459,9 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, log=p
         )
         _write_card(workdir, card)
         if final:
+            predict_fn, _ = opj_models.load(workdir)
+            card["spot_check"] = spot_check(predict_fn, config.dataset, data_dir=config.data_dir)
+            _write_card(workdir, card)
             break
     log(
         f"[train] done in {card['training_time_seconds']:.0f}s: test accuracy "

@@ -1,0 +1,129 @@
+"""Tests of opj.train: augmentation, schedule, config checks, a tiny run end to end."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from onepixel_jax import data, models, train
+
+
+def _is_crop_or_flipped_crop(out: np.ndarray, img: np.ndarray, pad: int) -> bool:
+    h, w, _ = img.shape
+    padded = np.pad(img, ((pad, pad), (pad, pad), (0, 0)))
+    for dy in range(2 * pad + 1):
+        for dx in range(2 * pad + 1):
+            crop = padded[dy : dy + h, dx : dx + w]
+            if np.array_equal(out, crop) or np.array_equal(out, crop[:, ::-1]):
+                return True
+    return False
+
+
+def test_augment_batch_is_a_padded_crop_with_optional_flip():
+    images = np.random.default_rng(0).integers(1, 256, (16, 8, 8, 3)).astype(np.float32)
+    out = np.asarray(jax.jit(train.augment_batch)(jax.random.PRNGKey(0), jnp.asarray(images)))
+    assert out.shape == images.shape and out.dtype == np.float32
+    assert all(_is_crop_or_flipped_crop(out[i], images[i], 4) for i in range(16))
+    # it does change images, and differently per image
+    changed = [not np.array_equal(out[i], images[i]) for i in range(16)]
+    assert sum(changed) >= 8
+
+
+def test_learning_rate_schedule():
+    cfg = train.TrainConfig(model="digits-cnn", dataset="digits", learning_rate=0.2)
+    assert train.learning_rate_at(cfg, 0, 0.0, 10) == pytest.approx(0.02)
+    assert train.learning_rate_at(cfg, 9, 0.0, 10) == pytest.approx(0.2)
+    assert train.learning_rate_at(cfg, 50, 0.5, 10) == pytest.approx(0.1)
+    assert train.learning_rate_at(cfg, 99, 1.0, 10) == pytest.approx(0.0, abs=1e-12)
+    assert train.learning_rate_at(cfg, 99, 2.0, 10) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"model": "resnet"}, "model"),
+        ({"dataset": "svhn"}, "dataset"),
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"width": 0}, "width"),
+        ({"optimizer": "lion"}, "optimizer"),
+        ({"time_budget": -1.0}, "time_budget"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        train.TrainConfig(**kwargs)
+
+
+def test_tiny_run_writes_a_loadable_checkpoint_and_card(tmp_path):
+    cfg = train.TrainConfig(
+        model="digits-cnn",
+        dataset="digits",
+        width=0.5,
+        epochs=3,
+        batch_size=32,
+        learning_rate=0.1,
+        train_limit=256,
+        eval_limit=64,
+        seed=3,
+        command="test",
+    )
+    lines = []
+    card = train.train_and_evaluate(cfg, tmp_path / "tiny", log=lines.append)
+    assert sum(line.startswith("epoch") for line in lines) == 3
+    assert card["status"] == "complete" and card["steps_done"] == 3 * (256 // 32)
+    assert card["history"][-1]["loss"] < card["history"][0]["loss"]
+    assert card == json.loads((tmp_path / "tiny" / "card.json").read_text())
+    predict_fn, loaded = models.load(tmp_path / "tiny")
+    assert loaded["parameter_count"] == models.param_count(
+        jax.eval_shape(
+            lambda: models.init_variables(
+                models.create("digits-cnn", width=0.5), (8, 8, 1), jax.random.PRNGKey(0)
+            )
+        )["params"]
+    )
+    assert loaded["checkpoint_sha256"] == models.sha256_file(tmp_path / "tiny" / "params.msgpack")
+    # the card's accuracy is the checkpoint's accuracy on the evaluated images
+    x, y, _ = data.load("digits", "test", limit=64)
+    acc = np.mean(np.argmax(np.asarray(predict_fn(x.astype(np.float32))), -1) == y)
+    assert acc == pytest.approx(card["test_accuracy"], abs=1e-4)
+    assert card["test_accuracy"] > 0.4  # 3 tiny epochs already beat chance (0.1) clearly
+    assert card["spot_check"]["images"] == 300
+
+
+def test_time_budget_stops_training(tmp_path):
+    cfg = train.TrainConfig(
+        model="digits-cnn",
+        dataset="digits",
+        width=0.25,
+        epochs=1000,
+        batch_size=64,
+        train_limit=128,
+        eval_limit=16,
+        time_budget=0.5,
+    )
+    card = train.train_and_evaluate(cfg, tmp_path / "tb", log=lambda _: None)
+    assert card["stopped_by_time_budget"] is True
+    assert card["status"] == "complete"
+    assert card["epochs_done"] < 1000
+
+
+def test_cli_train_subcommand(tmp_path, capsys):
+    parser = argparse.ArgumentParser(prog="onepixel")
+    train.register_cli(parser.add_subparsers())
+    out = tmp_path / "cli"
+    args = parser.parse_args(
+        ["train", "--model", "digits-cnn", "--dataset", "digits", "--width", "0.25"]
+        + ["--epochs", "1", "--train-limit", "64", "--eval-limit", "16", "--out", str(out)]
+    )
+    assert args.func(args) == 0
+    assert "epoch   1/1" in capsys.readouterr().out
+    assert json.loads((out / "card.json").read_text())["model_kwargs"]["width"] == 0.25
+    bad = parser.parse_args(["train", "--model", "lenet", "--dataset", "digits", "--out", str(out)])
+    assert bad.func(bad) == 1
+    assert "takes (28, 28, 1) inputs" in capsys.readouterr().err
