@@ -1,0 +1,70 @@
+"""Every committed checkpoint under models/ loads, matches its SHA-256 and its card's accuracy."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from onepixel_jax import data, models
+
+N_IMAGES = 300
+REQUIRED = (
+    "architecture",
+    "model_kwargs",
+    "parameter_count",
+    "test_accuracy",
+    "test_split",
+    "command",
+    "seed",
+    "training_time_seconds",
+    "machine",
+    "data_sha256",
+    "checkpoint_sha256",
+)
+
+
+def _test_images(dataset: str):
+    try:
+        return data.load(dataset, "test", limit=N_IMAGES)
+    except data.DataNotFoundError:
+        if os.environ.get("CI", "").lower() == "true":
+            raise
+        pytest.skip(f"{dataset} data not available")
+
+
+@pytest.mark.parametrize("name", models.list_models())
+def test_checkpoint_matches_its_card(name):
+    directory = models.models_dir() / name
+    ckpt = directory / models.CHECKPOINT_FILE
+    assert ckpt.stat().st_size <= 10 * 1024 * 1024
+    predict_fn, card = models.load(name)
+    assert models.sha256_file(ckpt) == card["checkpoint_sha256"]
+    missing = [k for k in REQUIRED if k not in card]
+    assert not missing, f"card of {name} lacks {missing}"
+
+    model = models.model_from_card(card)
+    abstract = jax.eval_shape(
+        lambda: models.init_variables(model, tuple(card["input_shape"]), jax.random.PRNGKey(0))
+    )
+    assert models.param_count(abstract["params"]) == card["parameter_count"]
+
+    x, y, _ = _test_images(card["dataset"])
+    probs = np.asarray(jax.jit(predict_fn)(jnp.asarray(x, jnp.float32)))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-4)
+    acc = float(np.mean(np.argmax(probs, axis=1) == y))
+    if "spot_check" in card:  # measured on exactly these images when the card was written
+        assert card["spot_check"]["images"] == len(y)
+        assert acc == pytest.approx(card["spot_check"]["accuracy"], abs=0.005)
+    # and consistent with the accuracy on the whole test split (binomial margin)
+    p = card["test_accuracy"]
+    margin = 3 * math.sqrt(max(p * (1 - p), 0.01) / len(y)) + 0.01
+    assert abs(acc - p) <= margin, f"{name}: {acc:.4f} on {len(y)} images vs card {p:.4f}"
+
+
+def test_committed_checkpoints_exist():
+    assert "digits-cnn" in models.list_models()
