@@ -480,29 +480,33 @@ def run_sweep(args: argparse.Namespace) -> int:
     cfg = _attack_config(config, batch)
     engines = {"de": opj.attack, "random": opj.random_search}
 
+    def chunk_rows(start: int) -> list[tuple[int, int, int, int | None]]:
+        stop = min(start + chunk, len(indices))
+        return [
+            (p, int(indices[p]), int(attack_labels[p]), t)
+            for p in range(start, stop)
+            for t in targets_for(
+                config["mode"], int(attack_labels[p]), num_classes, config["seed"], int(indices[p])
+            )
+        ]
+
+    def row_key(method: str, row: tuple) -> tuple[str, int, int]:
+        return (method, row[1], -1 if row[3] is None else row[3])
+
+    chunks = [(start, chunk_rows(start)) for start in range(0, len(indices), chunk)]
     progress = _Progress()
-    bar = _progress_bar(len(indices), args.quiet)
+    for _, rows in chunks:  # count what earlier runs finished
+        if all(row_key(m, r) in done for m in methods for r in rows):
+            progress.images_done += len({r[0] for r in rows})
+            progress.fooled += len({r[1] for r in rows if done[row_key("de", r)]["success"]})
+    bar = _progress_bar(len(indices), args.quiet, initial=progress.images_done)
     previous_handler = _interrupt_on_sigterm()
     try:
-        for start in range(0, len(indices), chunk):
-            pos = np.arange(start, min(start + chunk, len(indices)))
-            rows = [
-                (int(p), int(indices[p]), int(attack_labels[p]), t)
-                for p in pos
-                for t in targets_for(
-                    config["mode"],
-                    int(attack_labels[p]),
-                    num_classes,
-                    config["seed"],
-                    int(indices[p]),
-                )
-            ]
+        for start, rows in chunks:
             chunk_key = jax.random.fold_in(base_key, start)
+            todo = [m for m in methods if any(row_key(m, r) not in done for r in rows)]
             for m, method in enumerate(methods):
-                missing = [
-                    r for r in rows if (method, r[1], -1 if r[3] is None else r[3]) not in done
-                ]
-                if not missing:
+                if method not in todo:
                     continue
                 t0 = time.perf_counter()
                 result = _attack_rows(
@@ -524,11 +528,10 @@ def run_sweep(args: argparse.Namespace) -> int:
                     done[record_key(r)] = r
                 progress.queries += int(sum(r["queries"] for r in recs))
                 progress.seconds += seconds
-            de_recs = [done[("de", r[1], -1 if r[3] is None else r[3])] for r in rows]
-            fooled = {r["index"] for r in de_recs if r["success"]}
-            progress.images_done += len(pos)
-            progress.fooled += len(fooled)
-            _update_bar(bar, progress, len(pos))
+            if todo:
+                progress.images_done += len({r[0] for r in rows})
+                progress.fooled += len({r[1] for r in rows if done[row_key("de", r)]["success"]})
+                _update_bar(bar, progress, len({r[0] for r in rows}))
     except KeyboardInterrupt:
         _close_bar(bar)
         print(f"interrupted; run the same command again to resume {out}", file=sys.stderr)
@@ -594,12 +597,19 @@ def _save_images(path: Path, indices: np.ndarray, images: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def _progress_bar(total: int, quiet: bool):
+def _progress_bar(total: int, quiet: bool, initial: int = 0):
     if quiet:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="img",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        mininterval=0.5,
+    )
 
 
 def _update_bar(bar, progress: _Progress, n: int) -> None:
