@@ -300,3 +300,14 @@ def test_class_per_folder_tree(tmp_path):
     assert x.shape == (4, 32, 32, 3)
     assert [classes[i] for i in y] == ["airplane", "airplane", "cat", "cat"]
     np.testing.assert_array_equal(x[2], expected[("cat", 0)])
+
+
+def test_tfds_fallback_with_mock_data(tmp_path, monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    monkeypatch.setattr(data, "_cache_dir", lambda: tmp_path / "cache")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with tfds.testing.mock_data(num_examples=5):
+        x, y, classes = data.load("mnist", "test", data_dir=empty)
+    assert x.shape == (5, 28, 28, 1) and x.dtype == np.uint8
+    assert y.dtype == np.int32 and len(classes) == 10
