@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 
 import jax
 import jax.numpy as jnp
@@ -96,7 +97,11 @@ def test_untargeted_sweep_records_rebuild_adversarials_and_report(tiny, tmp_path
     assert info["model_sha256"] == CARD["sha256"]
     assert info["config"]["popsize"] == 8 and info["seed"] == 0
     assert info["versions"]["jax"] == jax.__version__
-    assert "--popsize 8" in info["command"]
+    # The recorded command parses back to the same configuration.
+    parser = argparse.ArgumentParser()
+    sweep.add_arguments(parser)
+    replay = parser.parse_args(shlex.split(info["command"])[2:])
+    assert sweep.config_from_args(replay) == info["config"] and replay.out == str(out)
 
     recs = sweep.read_records(out / "results.jsonl")
     keys = [sweep.record_key(r) for r in recs]
@@ -224,6 +229,12 @@ def test_read_records_repairs_torn_last_line(tmp_path):
     path.write_text('{"broken\n' + json.dumps(good[0]) + "\n")
     with pytest.raises(ValueError):
         sweep.read_records(path)
+
+
+def test_auto_batch_size_bounds_values_per_call():
+    assert sweep.auto_batch_size(400, (32, 32, 3)) == 3
+    assert sweep.auto_batch_size(400, (8, 8, 1)) == 163
+    assert sweep.auto_batch_size(400, (227, 227, 3)) == 1
 
 
 def test_targets_for_modes():
