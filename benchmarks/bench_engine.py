@@ -138,7 +138,7 @@ def main(argv=None) -> int:
 
     plans = {
         # model: (popsize, generations, image counts)
-        "tiny-cnn": (400, 10, (1, 8, 32)),
+        "tiny-cnn": (400, 50, (1, 8, 32)),
         "allconv": (400, 2, (1, 8)),
     }
     if args.quick:

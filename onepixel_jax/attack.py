@@ -297,10 +297,20 @@ def _predict(x: jax.Array, predict_fn: PredictFn) -> jax.Array:
     return predict_fn(x)
 
 
-def predict_in_batches(predict_fn: PredictFn, images: Any, batch: int) -> np.ndarray:
-    """``predict_fn`` over ``images`` (float32 pixel space) in chunks of ``batch``."""
+def predict_in_batches(
+    predict_fn: PredictFn, images: Any, batch: int, check: bool = False
+) -> np.ndarray:
+    """``predict_fn`` over ``images`` (float32 pixel space) in chunks of ``batch``.
+
+    With ``check``, every chunk's output is validated as a ``(B, K)`` probability array.
+    """
     x = jnp.asarray(images, jnp.float32)
-    out = [np.asarray(_predict(x[i : i + batch], predict_fn)) for i in range(0, len(x), batch)]
+    out = []
+    for i in range(0, len(x), batch):
+        probs = _predict(x[i : i + batch], predict_fn)
+        if check:
+            _check_probs(probs, len(x[i : i + batch]))
+        out.append(np.asarray(probs))
     return np.concatenate(out, axis=0)
 
 
@@ -329,15 +339,13 @@ def _run_attack(key, predict_fn, images, labels, cfg, targets, random) -> Attack
     slots = min(cfg.batch_size or n, n)
     view = (lambda b: b) if has_channel else (lambda b: b[..., 0])
 
-    # One eager probe validates predict_fn before anything is compiled around it.
-    probe = predict_fn(view(x[: min(n, 2)]))
-    k = _check_probs(probe, min(n, 2))
+    # The clean images' predictions also validate predict_fn before the loop is compiled.
+    chunk = max(slots * cfg.popsize // 4, slots)
+    original_probs = predict_in_batches(predict_fn, view(x), chunk, check=True)
+    k = original_probs.shape[1]
     for name, cls in (("labels", labels), ("targets", targets)):
         if cls is not None and cls.max() >= k:
             raise ValueError(f"{name} must be < K = {k} (the number of classes), got {cls.max()}")
-
-    chunk = max(slots * cfg.popsize // 4, slots)
-    original_probs = predict_in_batches(predict_fn, view(x), chunk)
 
     static = _Static(
         pixels=cfg.pixels,
@@ -429,12 +437,19 @@ def _evolve_impl(key, images, labels, targets, F, crossover_rate, threshold, *, 
         keys = jax.vmap(jax.random.fold_in)(image_keys[slot_img], rnd)
         split = jax.vmap(jax.random.split)(keys)
         k_init, k_ask = split[:, 0], split[:, 1]
-        init_c = jax.vmap(lambda kk: _sample(kk, p, static.pixels, h, w, c))(k_init)
+
+        def draw_initial(_):
+            return jax.vmap(lambda kk: _sample(kk, p, static.pixels, h, w, c))(k_init)
+
         if static.random:
-            cand = init_c
+            cand = draw_initial(None)
         else:
             state = DEState(population=carry["pop"], fitness=carry["fit"])
             asked = jax.vmap(de.ask, in_axes=(0, 0, None))(k_ask, state, params)
+            # Initial populations are drawn only in the steps where some slot starts an image.
+            init_c = jax.lax.cond(
+                jnp.any(fresh), draw_initial, lambda _: jnp.zeros_like(asked), None
+            )
             cand = jnp.where(fresh[:, None, None], init_c, asked)
         cfit, csucc, ccrit = evaluate(slot_img, cand)
 
