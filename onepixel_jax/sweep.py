@@ -438,11 +438,10 @@ def run_sweep(args: argparse.Namespace) -> int:
     info = check_resume(out, config, model_sha)
 
     if info is None:
-        indices, attack_labels, _ = select_images(
+        indices, attack_labels, clean_probs = select_images(
             predict_fn, images, labels, args.n_images, args.include_misclassified
         )
-        probs0 = opj.predict_in_batches(predict_fn, images[:1].astype(np.float32), 1)
-        num_classes = int(probs0.shape[1])
+        num_classes = int(clean_probs.shape[1])
         info = {
             "config": config,
             "model_sha256": model_sha,
