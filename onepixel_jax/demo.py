@@ -40,6 +40,7 @@ def demo_argv(args: argparse.Namespace) -> list[str]:
         "--max-iters=100",
         "--early-stop=success",
         f"--seed={args.seed}",
+        "--chunk-size=4",
         f"--out={out}",
     ]
     if args.data_dir:
@@ -57,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def register_cli(subparsers: Any) -> None:
     p = subparsers.add_parser("demo", help="one-pixel attack on an embedded default (offline)")
-    p.add_argument("--n-images", type=int, default=20, help="images to attack (default: 20)")
+    p.add_argument("--n-images", type=int, default=8, help="images to attack (default: 8)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default=None, help="run folder (default: runs/demo-MODEL)")
@@ -65,4 +66,4 @@ def register_cli(subparsers: Any) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(_run(argparse.Namespace(n_images=20, seed=0, data_dir=None, out=None)))
+    sys.exit(_run(argparse.Namespace(n_images=8, seed=0, data_dir=None, out=None)))
