@@ -77,6 +77,16 @@ class UsageError(Exception):
 # Loading (module-level so tests can substitute tiny models and datasets)
 
 
+def _one_line(exc: BaseException) -> str:
+    """The first line of an error message (with its list when the line ends in a colon)."""
+    lines = [ln.strip(" -") for ln in str(exc).strip().splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    if lines[0].endswith(":") and len(lines) > 1:
+        return f"{lines[0]} {lines[1]}"
+    return lines[0]
+
+
 def load_model(name: str) -> tuple[Callable, dict]:
     """``(predict_fn, card)`` from :func:`onepixel_jax.models.load`; UsageError if unknown."""
     from onepixel_jax import models
@@ -89,7 +99,7 @@ def load_model(name: str) -> tuple[Callable, dict]:
     try:
         return models.load(name)
     except (KeyError, ValueError, FileNotFoundError, OSError) as exc:
-        raise UsageError(f"cannot load model {name!r}: {exc}") from exc
+        raise UsageError(f"cannot load model {name!r}: {_one_line(exc)}") from exc
 
 
 def load_dataset(
@@ -101,7 +111,7 @@ def load_dataset(
     try:
         images, labels, class_names = data.load(name, split, data_dir=data_dir)
     except (KeyError, ValueError, FileNotFoundError, OSError) as exc:
-        raise UsageError(f"cannot load dataset {name!r} split {split!r}: {exc}") from exc
+        raise UsageError(f"cannot load dataset {name!r} split {split!r}: {_one_line(exc)}") from exc
     return np.asarray(images), np.asarray(labels), list(class_names)
 
 
@@ -429,6 +439,12 @@ def run_sweep(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--n-images {args.n_images} is larger than the {args.dataset} {args.split} "
             f"split ({n_split} images)"
+        )
+    expected = card.get("input_shape") if isinstance(card, dict) else None
+    if expected is not None and tuple(expected) != tuple(images.shape[1:]):
+        raise UsageError(
+            f"model {args.model!r} takes {'x'.join(map(str, expected))} images, "
+            f"{args.dataset} has {'x'.join(map(str, images.shape[1:]))}"
         )
     if args.pixels > height * width:
         raise UsageError(f"--pixels {args.pixels} exceeds the {height}x{width} image size")

@@ -42,9 +42,11 @@ def tiny(monkeypatch):
     calls = {"engine": 0}
 
     def load_model(name):
+        if name == "tiny-8x8":  # a card for another input size
+            return tiny_predict, dict(CARD, input_shape=[8, 8, 1])
         if name != "tiny":
             raise sweep.UsageError(f"unknown model {name!r} (available: tiny)")
-        return tiny_predict, dict(CARD)
+        return tiny_predict, dict(CARD, input_shape=[H, W, C])
 
     def load_dataset(name, split, data_dir):
         if name != "toy":
@@ -198,6 +200,7 @@ def test_changed_configuration_is_refused(tiny, tmp_path, capsys):
         (["--data-dir", "/nonexistent/data"], "data directory not found"),
         (["--threshold", "0.5"], "--threshold only applies"),
         (["--n-images", "11"], "classified correctly"),
+        (["--model", "tiny-8x8"], "takes 8x8x1 images, toy has 4x4x3"),
     ],
 )
 def test_usage_errors_exit_2_before_any_work(tiny, tmp_path, capsys, extra, message):
@@ -214,6 +217,15 @@ def test_unwritable_out_is_refused(tiny, tmp_path, capsys):
     assert run(base_args(blocker / "run")) == 2
     assert "not writable" in capsys.readouterr().err
     assert tiny["engine"] == 0
+
+
+def test_error_messages_fit_one_line():
+    err = FileNotFoundError(
+        "dataset 'x' not found; looked in:\n  - /a/x\n  - /b/x\nPut files there."
+    )
+    assert sweep._one_line(err) == "dataset 'x' not found; looked in: /a/x"
+    assert sweep._one_line(ValueError("bad\nmore")) == "bad"
+    assert sweep._one_line(KeyError()) == "KeyError"
 
 
 def test_read_records_repairs_torn_last_line(tmp_path):
