@@ -296,7 +296,7 @@ def _finish(config, predict_fn, class_names, out, state, curve, elapsed, stopped
     fitness = np.asarray(arch.fitness)
     images_u8 = np.asarray(arch.images).astype(np.uint8)
     # Check: the saved 8-bit images are classified with the confidences the search reports.
-    probs = np.asarray(predict_fn(jnp.asarray(images_u8, jnp.float32)))
+    probs = np.asarray(jax.jit(predict_fn)(jnp.asarray(images_u8, jnp.float32)))
     recheck = probs[np.arange(len(class_names)), np.arange(len(class_names))]
     first = np.asarray(me.first_generation_reaching(jnp.asarray(curve[1:]), config.threshold))
     if np.any(curve[0] >= config.threshold):  # reached by the initial population
