@@ -34,7 +34,10 @@ from onepixel_jax.fooling.cli import FoolConfig, run_fooling
 def extend_head(variables: dict, extra: int = 1) -> dict:
     """Copy of ``variables`` whose last Dense layer has ``extra`` more (zero) outputs."""
     params = jax.tree_util.tree_map(lambda a: a, dict(variables["params"]))
-    last = sorted(k for k in params if k.startswith("Dense_"))[-1]
+    dense = [k for k in params if k.startswith("Dense_")]
+    if not dense:
+        raise ValueError("variables must hold a Dense_<i> output layer in 'params'")
+    last = max(dense, key=lambda k: int(k.split("_")[1]))
     kernel, bias = params[last]["kernel"], params[last]["bias"]
     params[last] = {
         "kernel": jnp.concatenate([kernel, jnp.zeros((kernel.shape[0], extra))], axis=1),
