@@ -74,7 +74,9 @@ def test_mutations_keep_genomes_valid_and_grow_within_capacity():
     params = cppn.CPPNParams(
         weight_rate=1.0, activation_rate=0.5, add_connection_rate=0.7, add_node_rate=0.7
     )
-    enc = cppn.cppn_encoding((6, 6, channels), max_hidden=max_hidden, params=params)
+    enc = cppn.cppn_encoding(
+        (6, 6, channels), max_hidden=max_hidden, params=params, init_mutations=0
+    )
     genomes = init(enc, jax.random.PRNGKey(1), 32)
     vary = jax.jit(enc.vary)
     valid = jax.jit(jax.vmap(lambda g: cppn.is_valid(g, max_hidden, channels)))

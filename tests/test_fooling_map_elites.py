@@ -128,6 +128,5 @@ def test_first_generation_reaching_and_bad_arguments():
         map_elites.init(jax.random.PRNGKey(0), enc, quadrant_model, 0, 4)
     with pytest.raises(ValueError, match="popsize"):
         map_elites.init(jax.random.PRNGKey(0), enc, quadrant_model, 4, 0)
-    state = map_elites.init(jax.random.PRNGKey(0), enc, quadrant_model, 4, 4)
     with pytest.raises(ValueError, match="num_generations"):
-        map_elites.run(jax.random.PRNGKey(0), state, enc.params, enc, quadrant_model, 4, 0)
+        map_elites.run(jax.random.PRNGKey(0), None, enc.params, enc, quadrant_model, 4, 0)
