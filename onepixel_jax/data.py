@@ -525,12 +525,20 @@ def _tfds(name: str, split: str) -> tuple[np.ndarray, np.ndarray, list[str]] | N
         return None
     tf.config.set_visible_devices([], "GPU")  # leave accelerator memory to JAX
     cache = _cache_dir() / "tfds"
-    ds, info = tfds.load(
-        name, split=split, data_dir=str(cache), as_supervised=True, batch_size=-1, with_info=True
-    )
-    x, y = tfds.as_numpy(ds)
-    classes = list(info.features["label"].names)
-    return np.asarray(x, np.uint8), np.asarray(y, np.int32), classes
+    ds, info = tfds.load(name, split=split, data_dir=str(cache), as_supervised=True, with_info=True)
+    # Batched iteration, not ``batch_size=-1``: the single-element path aborts the process
+    # (std::length_error) with tensorflow 2.21 / tensorflow-datasets 4.9.
+    xs, ys = [], []
+    for x, y in tfds.as_numpy(ds.batch(4096)):
+        xs.append(np.asarray(x, np.uint8))
+        ys.append(np.asarray(y, np.int32))
+    if not xs:
+        raise ValueError(f"tensorflow-datasets returned no examples for {name}/{split}")
+    # The local loaders' names (tfds uses the same label order for both datasets).
+    classes = list(CIFAR10_CLASSES) if name == "cifar10" else [str(i) for i in range(10)]
+    if info.features["label"].num_classes != len(classes):
+        raise ValueError(f"tensorflow-datasets {name} has an unexpected number of classes")
+    return np.concatenate(xs), np.concatenate(ys), classes
 
 
 def load(
