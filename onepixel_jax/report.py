@@ -1,4 +1,4 @@
-"""``onepixel report runs/NAME``: the paper's measurements and figures for a sweep.
+"""``onepixel report runs/NAME [runs/OTHER ...]``: the paper's measurements and figures.
 
 Reads ``run.json`` and ``results.jsonl`` written by ``onepixel attack`` and writes, into
 the same folder, ``summary.json``, ``report.md`` and PNG figures:
@@ -8,6 +8,9 @@ the same folder, ``summary.json``, ``report.md`` and PNG figures:
 - ``per_class.png``: successes per class as original and as target (Figs. 8, 14)
 - ``fitness.png``: best fitness per generation, per attack and mean (Fig. 10)
 - ``examples.png``: clean and adversarial images side by side, changed pixels marked
+
+With several folders (or ``--table FILE``) it also writes a Markdown table comparing the runs
+side by side (:func:`comparison_table`), for sweeps over models, pixel counts and modes.
 """
 
 from __future__ import annotations
@@ -483,14 +486,66 @@ def _markdown(info: dict, summary: dict, figures: list[tuple[str, str]]) -> str:
 # CLI
 
 
+def comparison_table(run_dirs: list[str | Path]) -> str:
+    """One Markdown row per run folder, side by side: what was attacked and the DE measurements.
+
+    Columns: run, model, mode, pixels, images, DE success [95 % CI], confidence, AvgEvaluation,
+    AvgDistortion, random search success and DE minus random (when the run has the baseline),
+    images fooled and targets per image (all-targets runs), and DE wall time. The rows are
+    measured from each folder's records (the same numbers as its report.md).
+    """
+    header = (
+        "| run | model | mode | pixels | images | DE success [95% CI] | confidence | "
+        "AvgEvaluation | AvgDistortion | random search | DE - random | images fooled "
+        "(derived) | targets/image | DE wall time |"
+    )
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for run_dir in run_dirs:
+        info, records = load_run(run_dir)
+        summary = summarize(info, records)
+        config = info["config"]
+        de = summary["methods"].get("de", {})
+        if not de.get("attacks"):
+            lines.append(f"| {Path(run_dir).name} | {config['model']} | no finished attacks |")
+            continue
+        vs = summary.get("de_vs_random")
+        targeted = "derived_untargeted" in de
+        cells = [
+            Path(run_dir).name,
+            str(config["model"]),
+            str(config["mode"]),
+            str(config.get("pixels", "")),
+            str(de["images"]),
+            _ci(de["success"]),
+            _pct(de["confidence"]),
+            _num(de["avg_evaluations"], "{:,.0f}"),
+            _num(de["avg_distortion"]),
+            _pct(vs["random_rate"]) if vs else "",
+            f"{100 * vs['difference']:+.2f} points" if vs else "",
+            _ci(de["derived_untargeted"]) if targeted else "",
+            _num(de["targets_per_image"], "{:.2f}") if targeted else "",
+            f"{de['seconds']:,.0f} s",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _run_cli(args: argparse.Namespace) -> int:
     try:
-        summary = write_report(args.run_dir)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
+        for run_dir in args.run_dirs:
+            summary = write_report(run_dir)
+            print(f"{Path(run_dir).name}: {summary_line(summary)}")
+            print(f"wrote {Path(run_dir) / 'report.md'}")
+        if args.table or len(args.run_dirs) > 1:
+            table = comparison_table(args.run_dirs)
+            if args.table:
+                Path(args.table).write_text(table)
+                print(f"wrote {args.table}")
+            else:
+                print(table, end="")
+    except (FileNotFoundError, ValueError, KeyError, OSError) as exc:
         print(f"onepixel report: error: {exc}", file=sys.stderr)
         return 2
-    print(summary_line(summary))
-    print(f"wrote {Path(args.run_dir) / 'report.md'}")
     return 0
 
 
@@ -498,8 +553,16 @@ def register_cli(subparsers: Any) -> None:
     """Add the ``report`` sub-command."""
     p = subparsers.add_parser(
         "report",
-        help="measurements and figures of an attack run folder",
+        help="measurements and figures of attack run folders, and a table comparing them",
         description=__doc__.split("\n\n")[0],
     )
-    p.add_argument("run_dir", help="run folder written by `onepixel attack --out`")
+    p.add_argument(
+        "run_dirs", nargs="+", metavar="RUN_DIR", help="run folder(s) written by `onepixel attack`"
+    )
+    p.add_argument(
+        "--table",
+        metavar="FILE",
+        help="write a Markdown table with one row per run to FILE (printed when several runs "
+        "are given and FILE is not)",
+    )
     p.set_defaults(func=_run_cli)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 
@@ -33,6 +34,10 @@ def _record(method, index, label, target, success, predicted, queries, probs, pi
         "fitness": [0.9, 0.6, 0.3],
         "seconds": 0.5,
     }
+
+
+def _args(*run_dirs, table=None):
+    return argparse.Namespace(run_dirs=[str(d) for d in run_dirs], table=table)
 
 
 def make_run(tmp_path, mode, records, indices, labels):
@@ -108,7 +113,7 @@ def test_untargeted_report_and_partial_runs(tmp_path, capsys):
     assert de["class_pairs"][1][2] == 1 and sum(map(sum, de["class_pairs"])) == 1
     assert "target_histogram" not in de and summary["expected_attacks"] == 3
     # The CLI entry point writes the report and says where.
-    assert report._run_cli(type("A", (), {"run_dir": str(out)})()) == 0
+    assert report._run_cli(_args(out)) == 0
     assert "DE success 50.00%" in capsys.readouterr().out
     text = (out / "report.md").read_text()
     assert "Finished attacks: 2 of 3." in text and "target_counts.png" not in text
@@ -117,7 +122,7 @@ def test_untargeted_report_and_partial_runs(tmp_path, capsys):
     empty = make_run(tmp_path / "e", "untargeted", [], [0], [0])
     summary = report.write_report(empty)
     assert report.summary_line(summary) == "no finished attacks yet"
-    assert report._run_cli(type("A", (), {"run_dir": str(tmp_path / "nope")})()) == 2
+    assert report._run_cli(_args(tmp_path / "nope")) == 2
 
 
 def test_rebuild_adversarial_and_nan_free_json(tmp_path):
@@ -126,3 +131,34 @@ def test_rebuild_adversarial_and_nan_free_json(tmp_path):
     assert adv[1, 2].tolist() == [10, 20, 30] and adv[3, 0].tolist() == [255, 0, 7]
     assert int((adv != 0).any(-1).sum()) == 2 and img.sum() == 0
     assert report._jsonable({"a": math.nan, "b": [1.0, math.inf]}) == {"a": None, "b": [1.0, None]}
+
+
+def test_comparison_table_one_row_per_run(tmp_path, capsys):
+    targeted = [
+        _record("de", 0, 0, 1, True, 1, 400, [0.1, 0.8, 0.1], [1, 2, 255, 0, 0], B),
+        _record("de", 0, 0, 2, False, 0, 1200, [0.7, 0.1, 0.2], [0, 0, 0, 0, 0], B),
+        _record("random", 0, 0, 1, False, 0, 1200, [0.8, 0.1, 0.1], [1, 1, 0, 0, 0], B),
+        _record("random", 0, 0, 2, False, 0, 1200, [0.9, 0.0, 0.1], [1, 1, 0, 0, 0], B),
+    ]  # fmt: skip
+    a = make_run(tmp_path, "all-targets", targeted, [0], [0])
+    untargeted = [
+        _record("de", 4, 1, None, True, 2, 400, [0.1, 0.3, 0.6], [0, 0, 0, 0, 0], B),
+        _record("de", 7, 0, None, False, 0, 1200, [0.9, 0.05, 0.05], [0, 0, 0, 0, 0], B),
+    ]  # fmt: skip
+    u = make_run(tmp_path, "untargeted", untargeted, [4, 7], [1, 0])
+    rows = report.comparison_table([a, u]).splitlines()
+    assert len(rows) == 4 and rows[0].count("|") == rows[2].count("|") == 15
+    cells_a = [c.strip() for c in rows[2].strip("|").split("|")]
+    assert cells_a[0] == "all-targets" and cells_a[2] == "all-targets"
+    assert cells_a[5] == "50.00% [9.45%, 90.55%] (1/2)"  # Wilson interval for 1 of 2
+    assert cells_a[6] == "80.00%" and cells_a[7] == "400"
+    assert cells_a[9] == "0.00%" and cells_a[10] == "+50.00 points"
+    assert cells_a[11].startswith("100.00%") and cells_a[12] == "1.00"
+    cells_u = [c.strip() for c in rows[3].strip("|").split("|")]
+    assert cells_u[5].endswith("(1/2)") and cells_u[6] == "60.00%"
+    assert cells_u[9] == cells_u[10] == cells_u[11] == ""  # no baseline, not targeted
+    # Through the CLI: several folders print the table; --table writes it to a file.
+    assert report._run_cli(_args(a, u)) == 0
+    assert "| untargeted |" in capsys.readouterr().out
+    assert report._run_cli(_args(a, u, table=tmp_path / "t.md")) == 0
+    assert (tmp_path / "t.md").read_text().splitlines() == rows
