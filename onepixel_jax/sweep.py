@@ -286,7 +286,9 @@ def check_arguments(args: argparse.Namespace) -> None:
 def check_resume(out: Path, config: dict, model_sha: str | None) -> dict | None:
     """The existing run info if ``out`` holds a run of the same configuration, else None.
 
-    Raises UsageError when the folder holds a run with another configuration.
+    A larger ``n_images`` counts as the same configuration: the run grows (the first images,
+    their targets and their random keys do not depend on how many follow). Raises UsageError
+    when the folder holds a run with another configuration, or with more images than asked.
     """
     info_path = out / RUN_INFO
     if not info_path.exists():
@@ -298,8 +300,14 @@ def check_resume(out: Path, config: dict, model_sha: str | None) -> dict | None:
     diffs = [
         f"{k}: {old.get(k)!r} -> {config.get(k)!r}"
         for k in CONFIG_KEYS
-        if old.get(k) != config.get(k)
+        if k != "n_images" and old.get(k) != config.get(k)
     ]
+    old_n = old.get("n_images")
+    if old_n is not None and config["n_images"] < old_n:
+        diffs.append(
+            f"n_images: {old_n} -> {config['n_images']} (a run can grow, not shrink; "
+            "`onepixel report` covers the images done)"
+        )
     if info.get("model_sha256") != model_sha:
         diffs.append("model checksum changed")
     if diffs:
@@ -307,6 +315,45 @@ def check_resume(out: Path, config: dict, model_sha: str | None) -> dict | None:
             f"--out {out} holds a run with a different configuration ({'; '.join(diffs)}); "
             "use a new --out or the original settings"
         )
+    return info
+
+
+def _grow_run(
+    out: Path,
+    info: dict,
+    config: dict,
+    predict_fn: Callable,
+    images: np.ndarray,
+    labels: np.ndarray,
+    data_dir: str | None,
+) -> dict:
+    """Extend a run's image list to ``config["n_images"]``; the first images stay as they are."""
+    indices, attack_labels, _ = select_images(
+        predict_fn, images, labels, config["n_images"], config["include_misclassified"]
+    )
+    n_old = len(info["indices"])
+    if (
+        indices[:n_old].tolist() != info["indices"]
+        or attack_labels[:n_old].tolist() != info["labels"]
+    ):
+        raise UsageError(
+            f"--out {out}: the first {n_old} images selected now differ from the run's "
+            "(did the model or the data change?); use a new --out"
+        )
+    grown = {
+        "from": n_old,
+        "to": config["n_images"],
+        "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    info = dict(info, config=dict(info["config"], n_images=config["n_images"]))
+    info.update(
+        indices=indices.tolist(),
+        labels=attack_labels.tolist(),
+        true_labels=labels[indices].astype(int).tolist(),
+        command=command_line(info["config"], out, data_dir),
+        grown=info.get("grown", []) + [grown],
+    )
+    _write_json_atomic(out / RUN_INFO, info)
     return info
 
 
@@ -478,13 +525,15 @@ def run_sweep(args: argparse.Namespace) -> int:
         }
         out.mkdir(parents=True, exist_ok=True)
         _write_json_atomic(out / RUN_INFO, info)
+    elif info["config"]["n_images"] < config["n_images"]:
+        info = _grow_run(out, info, config, predict_fn, images, labels, args.data_dir)
     indices = np.asarray(info["indices"], np.int64)
     attack_labels = np.asarray(info["labels"], np.int64)
     num_classes = int(info["num_classes"])
     if config["mode"] != "untargeted" and num_classes < 2:
         raise UsageError("targeted modes need at least two classes")
 
-    if not (out / IMAGES).exists():
+    if _saved_image_count(out / IMAGES) < min(len(indices), _max_saved(images)):
         _save_images(out / IMAGES, indices, images)
 
     done = {record_key(r): r for r in read_records(out / RESULTS, repair=True)}
@@ -602,11 +651,21 @@ def _interrupt_on_sigterm():
         return None
 
 
+def _max_saved(images: np.ndarray) -> int:
+    """How many clean images ``images.npz`` holds at most (MAX_SAVED_IMAGE_BYTES)."""
+    return max(1, MAX_SAVED_IMAGE_BYTES // max(images[0].nbytes, 1))
+
+
+def _saved_image_count(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with np.load(path) as saved:
+        return len(saved["indices"])
+
+
 def _save_images(path: Path, indices: np.ndarray, images: np.ndarray) -> None:
+    indices = indices[: _max_saved(images)]
     sel = images[indices]
-    if sel.nbytes > MAX_SAVED_IMAGE_BYTES:
-        keep = max(1, MAX_SAVED_IMAGE_BYTES // max(sel[0].nbytes, 1))
-        indices, sel = indices[:keep], sel[:keep]
     tmp = path.with_name(path.stem + ".tmp.npz")
     np.savez_compressed(tmp, indices=indices, images=sel)
     os.replace(tmp, path)

@@ -189,6 +189,38 @@ def test_changed_configuration_is_refused(tiny, tmp_path, capsys):
     assert (out / "results.jsonl").read_bytes() == before
 
 
+def test_growing_n_images_extends_the_run_like_a_single_larger_run(tiny, tmp_path, capsys):
+    args = ["--mode", "targeted", "--early-stop", "success", "--no-report"]
+    ref = tmp_path / "ref"
+    assert run(base_args(ref, *args)) == 0  # 5 images in one go
+    out = tmp_path / "grown"
+    assert run(base_args(out, *args, "--n-images", "3")) == 0
+    first = records_without_timing(out / "results.jsonl")
+    assert len(first) == 3
+    calls = tiny["engine"]
+    assert run(base_args(out, *args)) == 0  # --n-images 5: only the 2 new images are attacked
+    # chunks of 2: [2, 3] is repeated (image 2 is done, its record is kept) and [4] is new
+    assert tiny["engine"] == calls + 2
+    got = records_without_timing(out / "results.jsonl")
+    assert got[:3] == first  # earlier records untouched
+    expected = records_without_timing(ref / "results.jsonl")
+    assert sorted(got, key=sweep.record_key) == sorted(expected, key=sweep.record_key)
+    info, ref_info = (json.loads((d / "run.json").read_text()) for d in (out, ref))
+    assert info["indices"] == ref_info["indices"] and info["config"] == ref_info["config"]
+    assert info["grown"][0]["from"] == 3 and info["grown"][0]["to"] == 5
+    assert "--n-images 5" in info["command"]
+    with np.load(out / "images.npz") as saved:
+        assert saved["indices"].tolist() == info["indices"]
+
+    # Shrinking is refused with one line, and nothing changes.
+    before = (out / "results.jsonl").read_bytes()
+    capsys.readouterr()
+    assert run(base_args(out, *args, "--n-images", "4")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "can grow, not shrink" in err
+    assert (out / "results.jsonl").read_bytes() == before
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
