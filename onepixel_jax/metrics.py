@@ -174,19 +174,47 @@ def mean_fitness_curve(histories: np.ndarray) -> np.ndarray:
     return np.nanmean(histories, axis=0)
 
 
-def de_vs_random(de_success: np.ndarray, random_success: np.ndarray) -> dict[str, float]:
+def sign_test_p(wins: int, losses: int) -> float:
+    """Two-sided exact sign test (McNemar's exact test on the discordant pairs).
+
+    ``wins`` and ``losses`` count the pairs where only one side was better; ties are left
+    out. Under the null hypothesis each discordant pair goes either way with probability
+    1/2. Returns 1.0 when there is no discordant pair.
+    """
+    if wins < 0 or losses < 0:
+        raise ValueError(f"counts must be non-negative, got {wins}, {losses}")
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    k = min(wins, losses)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
+    return min(1.0, 2.0 * tail)
+
+
+def de_vs_random(
+    de_success: np.ndarray,
+    random_success: np.ndarray,
+    de_fitness: np.ndarray | None = None,
+    random_fitness: np.ndarray | None = None,
+) -> dict[str, float]:
     """Compare DE with random search on the same attacks at the same evaluation budget.
 
     Both arrays are aligned ``(N,)`` bool. ``difference`` is the DE success rate minus
     the random-search rate (the paper reports it in percentage points, e.g. 19.01 for
-    AllConv). The paired counts show on how many attacks only one method succeeded.
+    AllConv). The paired counts show on how many attacks only one method succeeded, and
+    ``p_value`` is the exact two-sided McNemar test on them.
+
+    ``de_fitness`` / ``random_fitness`` (optional, ``(N,)`` float): the best fitness each
+    method reached (lower is better). On the attacks where neither method succeeded they
+    show which search got closer: ``neither_de_lower`` / ``neither_random_lower`` count
+    them (ties count for neither) and ``neither_p_value`` is the sign test on those counts.
     """
     de = np.asarray(de_success, bool)
     rnd = np.asarray(random_success, bool)
     if de.shape != rnd.shape:
         raise ValueError(f"unpaired results: {de.shape} vs {rnd.shape}")
     de_ci, rnd_ci = rate_with_ci(de), rate_with_ci(rnd)
-    return {
+    out = {
         "de_rate": de_ci["rate"],
         "de_low": de_ci["low"],
         "de_high": de_ci["high"],
@@ -200,3 +228,18 @@ def de_vs_random(de_success: np.ndarray, random_success: np.ndarray) -> dict[str
         "neither": int((~de & ~rnd).sum()),
         "trials": int(de.size),
     }
+    out["p_value"] = sign_test_p(out["de_only"], out["random_only"])
+    if (de_fitness is None) != (random_fitness is None):
+        raise ValueError("give both de_fitness and random_fitness, or neither")
+    if de_fitness is not None:
+        fd = np.asarray(de_fitness, np.float64)
+        fr = np.asarray(random_fitness, np.float64)
+        if fd.shape != de.shape or fr.shape != de.shape:
+            raise ValueError(
+                f"fitness arrays must have shape {de.shape}, got {fd.shape} and {fr.shape}"
+            )
+        neither = ~de & ~rnd
+        out["neither_de_lower"] = int((neither & (fd < fr)).sum())
+        out["neither_random_lower"] = int((neither & (fr < fd)).sum())
+        out["neither_p_value"] = sign_test_p(out["neither_de_lower"], out["neither_random_lower"])
+    return out

@@ -114,19 +114,30 @@ def summarize(info: dict, records: list[dict]) -> dict[str, Any]:
         "methods": {m: measure(rs, k, targeted) for m, rs in sorted(by_method.items())},
     }
     if "de" in by_method and "random" in by_method:
-        de = {(r["index"], r["target"]): r["success"] for r in by_method["de"]}
-        rnd = {(r["index"], r["target"]): r["success"] for r in by_method["random"]}
+        de = {(r["index"], r["target"]): r for r in by_method["de"]}
+        rnd = {(r["index"], r["target"]): r for r in by_method["random"]}
         common = sorted(set(de) & set(rnd), key=lambda t: (t[0], -1 if t[1] is None else t[1]))
         if common:
             summary["de_vs_random"] = metrics.de_vs_random(
-                np.array([de[c] for c in common]), np.array([rnd[c] for c in common])
+                np.array([de[c]["success"] for c in common]),
+                np.array([rnd[c]["success"] for c in common]),
+                np.array([_best_fitness(de[c]) for c in common]),
+                np.array([_best_fitness(rnd[c]) for c in common]),
             )
             if targeted:
                 idx = np.array([c[0] for c in common])
-                _, de_img = metrics.derived_untargeted_success(idx, [de[c] for c in common])
-                _, rnd_img = metrics.derived_untargeted_success(idx, [rnd[c] for c in common])
+                de_ok = [de[c]["success"] for c in common]
+                rnd_ok = [rnd[c]["success"] for c in common]
+                _, de_img = metrics.derived_untargeted_success(idx, de_ok)
+                _, rnd_img = metrics.derived_untargeted_success(idx, rnd_ok)
                 summary["de_vs_random_derived"] = metrics.de_vs_random(de_img, rnd_img)
     return summary
+
+
+def _best_fitness(record: dict) -> float:
+    """Lowest fitness an attack reached (the last entry of its best-so-far curve)."""
+    curve = record.get("fitness") or []
+    return float(curve[-1]) if curve else float("nan")
 
 
 def _expected_attacks(info: dict) -> int:
@@ -461,12 +472,20 @@ def _markdown(info: dict, summary: dict, figures: list[tuple[str, str]]) -> str:
                 "",
                 f"## {title}",
                 "",
-                "| | DE | random | difference | both | DE only | random only | neither |",
-                "|---|---|---|---|---|---|---|---|",
+                "| | DE | random | difference | both | DE only | random only | neither "
+                "| McNemar exact p |",
+                "|---|---|---|---|---|---|---|---|---|",
                 f"| success | {_pct(c['de_rate'])} | {_pct(c['random_rate'])} | "
                 f"{100 * c['difference']:+.2f} points | {c['both']} | {c['de_only']} | "
-                f"{c['random_only']} | {c['neither']} |",
+                f"{c['random_only']} | {c['neither']} | {c['p_value']:.3g} |",
             ]
+            if "neither_de_lower" in c and c["neither"]:
+                lines += [
+                    "",
+                    f"Where neither method succeeded ({c['neither']} attacks), DE reached the "
+                    f"lower best fitness on {c['neither_de_lower']}, random search on "
+                    f"{c['neither_random_lower']} (sign test p = {c['neither_p_value']:.3g}).",
+                ]
     de = summary["methods"].get("de")
     if de and de.get("seconds"):
         rate = de["queries"] / de["seconds"] if de["seconds"] else float("nan")
@@ -521,7 +540,7 @@ def comparison_table(run_dirs: list[str | Path]) -> str:
             _num(de["avg_evaluations"], "{:,.0f}"),
             _num(de["avg_distortion"]),
             _pct(vs["random_rate"]) if vs else "",
-            f"{100 * vs['difference']:+.2f} points" if vs else "",
+            f"{100 * vs['difference']:+.2f} points (p = {vs['p_value']:.2g})" if vs else "",
             _ci(de["derived_untargeted"]) if targeted else "",
             _num(de["targets_per_image"], "{:.2f}") if targeted else "",
             f"{de['seconds']:,.0f} s",

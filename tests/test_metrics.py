@@ -110,3 +110,38 @@ def test_de_vs_random_paired_counts():
     assert (cmp["both"], cmp["de_only"], cmp["random_only"], cmp["neither"]) == (1, 2, 1, 1)
     with pytest.raises(ValueError):
         metrics.de_vs_random(de, rnd[:3])
+
+
+@pytest.mark.parametrize(
+    "wins, losses", [(0, 0), (3, 0), (0, 5), (7, 2), (10, 10), (1, 12), (25, 14)]
+)
+def test_sign_test_matches_scipy_binomtest(wins, losses):
+    from scipy.stats import binomtest
+
+    p = metrics.sign_test_p(wins, losses)
+    expected = 1.0 if wins + losses == 0 else binomtest(wins, wins + losses, 0.5).pvalue
+    assert p == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert p == metrics.sign_test_p(losses, wins)  # symmetric
+
+
+def test_sign_test_rejects_negative_counts():
+    with pytest.raises(ValueError, match="non-negative"):
+        metrics.sign_test_p(-1, 3)
+
+
+def test_de_vs_random_fitness_on_attacks_neither_method_won():
+    de = np.array([True, False, False, False, False, True])
+    rnd = np.array([False, False, False, False, True, True])
+    f_de = np.array([0.1, 0.5, 0.7, 0.3, 0.9, 0.2])
+    f_rnd = np.array([0.6, 0.6, 0.7, 0.2, 0.4, 0.1])
+    cmp = metrics.de_vs_random(de, rnd, f_de, f_rnd)
+    # neither succeeded on attacks 1, 2, 3: DE lower on 1, tie on 2, random lower on 3
+    assert cmp["neither"] == 3
+    assert (cmp["neither_de_lower"], cmp["neither_random_lower"]) == (1, 1)
+    assert cmp["neither_p_value"] == pytest.approx(1.0)
+    assert cmp["p_value"] == pytest.approx(1.0)  # one discordant pair each way
+    assert "neither_de_lower" not in metrics.de_vs_random(de, rnd)
+    with pytest.raises(ValueError, match="both"):
+        metrics.de_vs_random(de, rnd, f_de, None)
+    with pytest.raises(ValueError, match="shape"):
+        metrics.de_vs_random(de, rnd, f_de[:3], f_rnd[:3])

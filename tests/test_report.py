@@ -90,10 +90,14 @@ def test_all_targets_summary_matches_hand_computation(tmp_path):
     cmp = summary["de_vs_random"]
     assert cmp["difference"] == pytest.approx(0.5)
     assert (cmp["both"], cmp["de_only"], cmp["random_only"], cmp["neither"]) == (1, 2, 0, 1)
+    assert cmp["p_value"] == pytest.approx(0.5)  # 2 discordant pairs, both for DE
+    # the one attack neither won has the same best fitness (0.3) for both methods
+    assert (cmp["neither_de_lower"], cmp["neither_random_lower"]) == (0, 0)
     assert summary["de_vs_random_derived"]["random_rate"] == pytest.approx(0.5)
 
     text = (out / "report.md").read_text()
     assert "75.00% [" in text and "(3/4)" in text and "+50.00 points" in text
+    assert "| 0.5 |" in text  # the McNemar p-value cell
     for fig in ("class_pairs", "target_counts", "per_class", "fitness", "examples"):
         assert (out / f"{fig}.png").stat().st_size > 1000
         assert f"({fig}.png)" in text
@@ -152,7 +156,7 @@ def test_comparison_table_one_row_per_run(tmp_path, capsys):
     assert cells_a[0] == "all-targets" and cells_a[2] == "all-targets"
     assert cells_a[5] == "50.00% [9.45%, 90.55%] (1/2)"  # Wilson interval for 1 of 2
     assert cells_a[6] == "80.00%" and cells_a[7] == "400"
-    assert cells_a[9] == "0.00%" and cells_a[10] == "+50.00 points"
+    assert cells_a[9] == "0.00%" and cells_a[10] == "+50.00 points (p = 1)"
     assert cells_a[11].startswith("100.00%") and cells_a[12] == "1.00"
     cells_u = [c.strip() for c in rows[3].strip("|").split("|")]
     assert cells_u[5].endswith("(1/2)") and cells_u[6] == "60.00%"
