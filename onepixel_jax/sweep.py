@@ -318,6 +318,15 @@ def check_resume(out: Path, config: dict, model_sha: str | None) -> dict | None:
     return info
 
 
+def _selection_fields(indices: np.ndarray, attack_labels: np.ndarray, labels: np.ndarray) -> dict:
+    """The run.json fields naming the attacked images: dataset indices and labels."""
+    return {
+        "indices": indices.tolist(),
+        "labels": attack_labels.tolist(),
+        "true_labels": labels[indices].astype(int).tolist(),
+    }
+
+
 def _grow_run(
     out: Path,
     info: dict,
@@ -347,9 +356,7 @@ def _grow_run(
     }
     info = dict(info, config=dict(info["config"], n_images=config["n_images"]))
     info.update(
-        indices=indices.tolist(),
-        labels=attack_labels.tolist(),
-        true_labels=labels[indices].astype(int).tolist(),
+        _selection_fields(indices, attack_labels, labels),
         command=command_line(info["config"], out, data_dir),
         grown=info.get("grown", []) + [grown],
     )
@@ -519,9 +526,7 @@ def run_sweep(args: argparse.Namespace) -> int:
             "class_names": class_names,
             "image_shape": list(images.shape[1:]),
             "split_size": int(n_split),
-            "indices": indices.tolist(),
-            "labels": attack_labels.tolist(),
-            "true_labels": labels[indices].astype(int).tolist(),
+            **_selection_fields(indices, attack_labels, labels),
         }
         out.mkdir(parents=True, exist_ok=True)
         _write_json_atomic(out / RUN_INFO, info)
