@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from onepixel_jax import data, models, train
+from onepixel_jax.cli import train as cli_train
 
 
 def _is_crop_or_flipped_crop(out: np.ndarray, img: np.ndarray, pad: int) -> bool:
@@ -115,7 +116,7 @@ def test_time_budget_stops_training(tmp_path):
 
 def test_cli_train_subcommand(tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="onepixel")
-    train.register_cli(parser.add_subparsers())
+    cli_train.register_cli(parser.add_subparsers())
     out = tmp_path / "cli"
     args = parser.parse_args(
         ["train", "--model", "digits-cnn", "--dataset", "digits", "--width", "0.25"]

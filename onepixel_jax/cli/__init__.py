@@ -16,8 +16,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "onepixel_jax.demo",
     "onepixel_jax.sweep",
     "onepixel_jax.report",
-    "onepixel_jax.train",
-    "onepixel_jax.fooling.cli",
+    "onepixel_jax.cli.train",
+    "onepixel_jax.cli.fool",
 )
 
 

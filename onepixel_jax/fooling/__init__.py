@@ -3,7 +3,7 @@
 Modules: :mod:`archive` (the per-class elite archive), :mod:`direct` (one gene per pixel,
 polynomial mutation), :mod:`cppn` (fixed-capacity CPPN genomes), :mod:`map_elites` (the
 compiled loop), :mod:`retrain` (an extra "fooling" class and retraining rounds) and
-:mod:`cli` (``onepixel fool``).
+:mod:`run` (the resumable run behind ``onepixel fool``).
 """
 
 from onepixel_jax.fooling import archive, cppn, direct, map_elites

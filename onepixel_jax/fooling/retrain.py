@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from onepixel_jax.fooling.cli import FoolConfig, run_fooling
+from onepixel_jax.fooling.run import FoolConfig, run_fooling
 
 
 def extend_head(variables: dict, extra: int = 1) -> dict:

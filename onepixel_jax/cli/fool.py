@@ -1,0 +1,116 @@
+"""``onepixel fool``: evolve fooling images for every class of a model, resumably.
+
+Argument parsing only; the run itself is :func:`onepixel_jax.fooling.run.run_fooling`, which
+describes the files written into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from onepixel_jax.fooling.run import FoolConfig, run_fooling
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="checkpoint name (models/NAME) or directory")
+    p.add_argument("--encoding", default="direct", help="direct | cppn (default direct)")
+    p.add_argument("--generations", type=int, default=200, help="target generation count")
+    p.add_argument("--popsize", type=int, default=100, help="offspring per generation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="run directory (resumable)")
+    p.add_argument("--chunk", type=int, default=10, help="generations per compiled call / log line")
+    p.add_argument("--threshold", type=float, default=0.9999, help="confidence target")
+    p.add_argument(
+        "--stop-at-threshold",
+        action="store_true",
+        help="stop once every class reaches --threshold",
+    )
+    g = p.add_argument_group("direct encoding")
+    g.add_argument("--mutation-rate", type=float, default=0.1, help="per-pixel probability")
+    g.add_argument("--eta", type=float, default=15.0, help="polynomial mutation index")
+    g.add_argument("--rate-decay", type=float, default=1.0, help="rate *= decay each generation")
+    g.add_argument("--min-rate", type=float, default=0.0, help="floor of the decayed rate")
+    g.add_argument("--crossover-rate", type=float, default=0.0, help="uniform crossover prob.")
+    c = p.add_argument_group("CPPN encoding")
+    c.add_argument("--max-hidden", type=int, default=12, help="hidden node capacity")
+    c.add_argument("--weight-sigma", type=float, default=0.5)
+    c.add_argument("--add-node-rate", type=float, default=0.1)
+    c.add_argument("--add-connection-rate", type=float, default=0.2)
+
+
+def config_from_args(args: argparse.Namespace, model_sha256: str = "") -> FoolConfig:
+    config = FoolConfig(
+        model=args.model,
+        encoding=args.encoding,
+        popsize=args.popsize,
+        seed=args.seed,
+        chunk=args.chunk,
+        threshold=args.threshold,
+        mutation_rate=args.mutation_rate,
+        eta=args.eta,
+        rate_decay=args.rate_decay,
+        min_rate=args.min_rate,
+        crossover_rate=args.crossover_rate,
+        max_hidden=args.max_hidden,
+        weight_sigma=args.weight_sigma,
+        add_node_rate=args.add_node_rate,
+        add_connection_rate=args.add_connection_rate,
+        model_sha256=model_sha256,
+    )
+    config.validate()
+    return config
+
+
+def _error(message: str) -> int:
+    print(f"onepixel fool: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    from onepixel_jax import models
+
+    if args.generations < 1:
+        return _error(f"--generations must be >= 1, got {args.generations}")
+    try:
+        config_from_args(args)  # argument errors before loading anything
+    except ValueError as err:
+        return _error(str(err))
+    try:
+        predict_fn, card = models.load(args.model)
+    except (ValueError, TypeError, OSError) as err:
+        return _error(f"--model: {err}")
+    num_classes = int(card.get("num_classes", 0))
+    class_names = card.get("class_names") or [str(k) for k in range(num_classes)]
+    config = config_from_args(args, model_sha256=str(card.get("checkpoint_sha256", "")))
+    try:
+        summary = run_fooling(
+            config,
+            predict_fn,
+            card["input_shape"],
+            class_names,
+            args.out,
+            args.generations,
+            stop_at_threshold=args.stop_at_threshold,
+        )
+    except ValueError as err:
+        return _error(str(err))
+    print(
+        f"[fool] done: {summary['reached']}/{len(class_names)} classes >= "
+        f"{config.threshold:g} after {summary['generations']} generations, "
+        f"{summary['wall_time_s']:.1f}s; min {summary['min_confidence']:.6f}, "
+        f"median {summary['median_confidence']:.6f} -> {args.out}"
+    )
+    return 0
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add the ``fool`` sub-command."""
+    p = subparsers.add_parser(
+        "fool",
+        help="evolve fooling images (MAP-Elites, direct or CPPN encoding)",
+        description=__doc__.split("\n\n")[0],
+    )
+    add_arguments(p)
+    p.set_defaults(func=_run_cli)
