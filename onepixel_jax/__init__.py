@@ -1,15 +1,14 @@
-"""onepixel-jax: batched, jit-compiled black-box few-pixel attacks and fooling images in JAX."""
+"""onepixel-jax: batched, jit-compiled black-box few-pixel attacks and fooling images in JAX.
 
-from . import data, de, metrics, models, perturb
-from .attack import (
-    AttackConfig,
-    AttackResult,
-    attack,
-    predict_in_batches,
-    probs_from_logits,
-    random_search,
-)
+The curated API: :func:`attack`, :func:`random_search`, :class:`AttackConfig`,
+:class:`AttackResult`, :func:`probs_from_logits`, and the subpackages ``search``,
+``targets``, ``objective``, ``perturb``, ``metrics``, ``models`` (the model zoo) and ``data``.
+"""
+
+from . import data, metrics, models, objective, perturb, search, targets
+from .engine import AttackConfig, AttackResult, attack, probs_from_logits, random_search
 from .perturb import apply_pixels, decode_candidate
+from .targets import predict_in_batches
 
 __version__ = "0.1.0"
 
@@ -19,12 +18,14 @@ __all__ = [
     "apply_pixels",
     "attack",
     "data",
-    "de",
     "decode_candidate",
     "metrics",
     "models",
+    "objective",
     "perturb",
     "predict_in_batches",
     "probs_from_logits",
     "random_search",
+    "search",
+    "targets",
 ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 COLOUR_MEAN = 128.0
 COLOUR_STD = 127.0
@@ -90,3 +91,47 @@ def apply_candidates(image: jax.Array, genes: jax.Array) -> jax.Array:
     h, w, c = image.shape
     pix = jax.vmap(lambda g: decode_candidate(g, h, w, c))(genes)
     return jax.vmap(apply_pixels, in_axes=(None, 0))(image, pix)
+
+
+# --------------------------------------------------------------------------------------
+# Initial samplers: (key, num, pixels, height, width, channels) -> (num, pixels * (2 + C))
+
+CORNER_VALUES = (0.0, 255.0)
+
+
+def sample_corner_candidates(
+    key: jax.Array, num: int, pixels: int, height: int, width: int, channels: int
+) -> jax.Array:
+    """Coordinates uniform over the image, every channel 0 or 255 (a corner of the colour
+    cube, as in CornerSearch and Sparse-RS). Same shape and bounds as
+    :func:`sample_candidates`."""
+    k_row, k_col, k_val = jax.random.split(key, 3)
+    rows = jax.random.uniform(k_row, (num, pixels, 1), minval=-0.5, maxval=height - 0.5)
+    cols = jax.random.uniform(k_col, (num, pixels, 1), minval=-0.5, maxval=width - 0.5)
+    vals = 255.0 * jax.random.bernoulli(k_val, 0.5, (num, pixels, channels))
+    genes = jnp.concatenate([rows, cols, vals.astype(jnp.float32)], axis=-1)
+    return genes.reshape(num, pixels * tuple_size(channels)).astype(jnp.float32)
+
+
+SAMPLERS = {"paper": sample_candidates, "corners": sample_corner_candidates}
+
+
+def get_sampler(name: str):
+    """The initial sampler called ``name`` (``"paper"``: N(128, 127) colours; ``"corners"``)."""
+    if name not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {name!r}")
+    return SAMPLERS[name]
+
+
+# --------------------------------------------------------------------------------------
+# NumPy twin (reports rebuild adversarial images from stored pixel tuples)
+
+
+def apply_pixels_np(image: np.ndarray, pixels) -> np.ndarray:
+    """:func:`apply_pixels` in NumPy: a copy of ``image`` (H, W[, C]) with the decoded
+    tuples ``(row, col, v_0, ...)`` written in order (later tuples win)."""
+    out = np.array(image, copy=True)
+    for t in np.asarray(pixels, np.int64):
+        r, c = int(t[0]), int(t[1])
+        out[r, c] = np.asarray(t[2:], out.dtype).reshape(out[r, c].shape)
+    return out

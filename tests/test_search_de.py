@@ -3,7 +3,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from onepixel_jax import de
+from onepixel_jax.search import de
+from onepixel_jax.search.base import SearchSpace
+
+SPACE = SearchSpace(pixels=1, height=6, width=5, channels=3, popsize=10)
 
 
 def test_sample_indices_distinct_and_uniform():
@@ -59,36 +62,53 @@ def test_mutation_and_selection_match_numpy(jit):
     ref_b = pop[best][None] + 0.7 * (pop[idx[:, 0]] - pop[idx[:, 1]])
     np.testing.assert_allclose(got_b, ref_b, rtol=1e-6)
 
-    lo, hi = -10 * np.ones(5, np.float32), 10 * np.ones(5, np.float32)
-    algo = de.differential_evolution(lo, hi)
+    algo = de.differential_evolution(SearchSpace(1, 8, 8, 3, 10))
+    params = de.DEParams()
+    key = jax.random.key(0)
     parent_fit = rng.uniform(size=10).astype(np.float32)
     child_fit = rng.uniform(size=10).astype(np.float32)
     child_fit[0] = np.nan  # NaN is the worst value: parent kept
     child_fit[1] = parent_fit[1]  # tie: the child wins
     children = rng.normal(size=(10, 5)).astype(np.float32)
-    state = algo.init(jnp.asarray(pop), jnp.asarray(parent_fit))
+    state = algo.init(key, jnp.asarray(pop), jnp.asarray(parent_fit), params)
     tell = jax.jit(algo.tell) if jit else algo.tell
-    new = tell(state, jnp.asarray(children), jnp.asarray(child_fit))
+    new = tell(key, jnp.asarray(children), jnp.asarray(child_fit), state, params)
     ref_pop, ref_fit = np_select(pop, parent_fit, children, child_fit)
     np.testing.assert_array_equal(np.asarray(new.population), ref_pop)
     np.testing.assert_array_equal(np.asarray(new.fitness), ref_fit)
 
 
 def test_ask_is_rand1_with_clipping_and_jit_equal():
-    lo, hi = np.zeros(4, np.float32), np.ones(4, np.float32)
-    algo = de.differential_evolution(lo, hi)
-    pop = jnp.asarray(np.random.default_rng(2).uniform(size=(8, 4)), jnp.float32)
-    state = algo.init(pop, jnp.zeros(8))
+    space = SearchSpace(pixels=1, height=4, width=4, channels=2, popsize=8)
+    algo = de.differential_evolution(space)
+    lo, hi = (np.asarray(b) for b in space.bounds())
+    pop = jnp.asarray(np.random.default_rng(2).uniform(-1, 5, size=(8, 4)), jnp.float32)
     params = de.DEParams(F=0.5)
     key = jax.random.key(7)
-    eager = np.asarray(algo.ask(key, state, params))
-    jitted = np.asarray(jax.jit(algo.ask)(key, state, params))
-    np.testing.assert_allclose(eager, jitted, rtol=1e-6, atol=1e-7)
+    state = algo.init(key, pop, jnp.zeros(8), params)
+    eager, _ = algo.ask(key, state, params)
+    jitted, _ = jax.jit(algo.ask)(key, state, params)
+    np.testing.assert_allclose(np.asarray(eager), np.asarray(jitted), rtol=1e-6, atol=1e-6)
     # reproduce with the same indices the ask drew (same key split as inside ask)
-    k_idx, _ = jax.random.split(key)
+    k_idx, _ = jax.random.split(jax.random.split(key)[1])
     idx = np.asarray(de.sample_indices(k_idx, 8, 3))
-    ref = np.clip(np_rand1(np.asarray(pop), idx, 0.5), 0, 1)
-    np.testing.assert_allclose(eager, ref, rtol=1e-6)
+    ref = np.clip(np_rand1(np.asarray(pop), idx, 0.5), lo, hi)
+    np.testing.assert_allclose(np.asarray(eager), ref, rtol=1e-6)
+
+
+def test_best1_uses_the_best_member():
+    algo = de.differential_evolution(SPACE, mutation="best1")
+    rng = np.random.default_rng(3)
+    pop = jnp.asarray(rng.uniform(0, 4, size=(10, 5)), jnp.float32)
+    fit = jnp.asarray(rng.uniform(size=10), jnp.float32).at[6].set(-1.0)
+    key = jax.random.key(1)
+    state = algo.init(key, pop, fit, de.DEParams())
+    children, _ = algo.ask(key, state, de.DEParams(F=0.5))
+    k_idx, _ = jax.random.split(jax.random.split(key)[1])
+    idx = np.asarray(de.sample_indices(k_idx, 10, 3))
+    ref = np.asarray(pop)[6] + 0.5 * (np.asarray(pop)[idx[:, 0]] - np.asarray(pop)[idx[:, 1]])
+    lo, hi = (np.asarray(b) for b in SPACE.bounds())
+    np.testing.assert_allclose(np.asarray(children), np.clip(ref, lo, hi), rtol=1e-6)
 
 
 def test_binomial_crossover_rate_and_forced_gene():
@@ -102,6 +122,6 @@ def test_binomial_crossover_rate_and_forced_gene():
         assert abs(out.mean() - expected) < 0.01
 
 
-def test_unknown_strategy_rejected():
-    with pytest.raises(ValueError, match="strategy"):
-        de.differential_evolution(np.zeros(2), np.ones(2), strategy="rand2")
+def test_unknown_mutation_rejected():
+    with pytest.raises(ValueError, match="mutation"):
+        de.differential_evolution(SPACE, mutation="rand2x")

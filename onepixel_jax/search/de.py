@@ -1,28 +1,25 @@
-"""Differential evolution as pure functions (ask / tell on one population).
+"""Differential evolution (Storn & Price), the one-pixel paper's search, as pure functions.
 
-Fitness is minimised: lower is better, and NaN counts as the worst value. The paper's
-setting is DE/rand/1 with ``F = 0.5`` and no crossover::
+The paper's setting is DE/rand/1 with ``F = 0.5`` and no crossover::
 
     child_i = x_r1 + F * (x_r2 - x_r3),   r1, r2, r3 distinct and different from i
 
-and each child competes only with its parent (same population index).
-
-``differential_evolution(...)`` closes over what fixes shapes or control flow (bounds,
-strategy, whether crossover is used); numeric knobs live in :class:`DEParams`, a pytree,
-so changing ``F`` or the crossover rate does not recompile a jitted caller. Nothing here
-is jitted: the caller jits once at the outer boundary and ``vmap``s over images.
+and each child competes only with its parent (same index; the child wins ties). Variants:
+``mutation="best1"`` (``x_best + F * (x_r1 - x_r2)``) and binomial crossover.
+Fitness is minimised; NaN counts as the worst value.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-STRATEGIES = ("rand1", "best1")
+from ..objective import clean_fitness
+from ..types import Strategy
+from .base import SearchSpace
+
+MUTATIONS = ("rand1", "best1")
 
 
 @struct.dataclass
@@ -39,17 +36,6 @@ class DEState:
 
     population: jax.Array  # shape=(P, D), float32
     fitness: jax.Array  # shape=(P,), float32; lower is better
-
-
-class DifferentialEvolution(NamedTuple):
-    init: Callable[[jax.Array, jax.Array], DEState]
-    ask: Callable[[jax.Array, DEState, DEParams], jax.Array]
-    tell: Callable[[DEState, jax.Array, jax.Array], DEState]
-
-
-def clean_fitness(fitness: jax.Array) -> jax.Array:
-    """Replace NaN by +inf so that NaN is never preferred."""
-    return jnp.where(jnp.isnan(fitness), jnp.inf, fitness)
 
 
 def sample_indices(key: jax.Array, popsize: int, num: int = 3) -> jax.Array:
@@ -104,7 +90,7 @@ def binomial_crossover(
     return jnp.where(take, mutants, parents)
 
 
-def select(state: DEState, children: jax.Array, child_fitness: jax.Array) -> jax.Array:
+def select(state: DEState, child_fitness: jax.Array) -> jax.Array:
     """Parent-versus-child selection mask: True where the child replaces its parent.
 
     A child wins ties (``<=``), which lets the population drift across plateaus.
@@ -113,35 +99,34 @@ def select(state: DEState, children: jax.Array, child_fitness: jax.Array) -> jax
 
 
 def differential_evolution(
-    lower: jax.Array,
-    upper: jax.Array,
-    strategy: str = "rand1",
-    use_crossover: bool = False,
-) -> DifferentialEvolution:
-    """Build the DE ask/tell functions for genes bounded by ``lower``/``upper`` (``(D,)``)."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    lower = jnp.asarray(lower, jnp.float32)
-    upper = jnp.asarray(upper, jnp.float32)
+    space: SearchSpace, mutation: str = "rand1", crossover: bool = False
+) -> Strategy:
+    """DE over ``space``: ``mutation`` in :data:`MUTATIONS`, binomial ``crossover`` on/off."""
+    if mutation not in MUTATIONS:
+        raise ValueError(f"mutation must be one of {MUTATIONS}, got {mutation!r}")
+    popsize = space.popsize
 
-    def init(population: jax.Array, fitness: jax.Array) -> DEState:
-        return DEState(population=population, fitness=clean_fitness(fitness))
+    def initial(key, params):
+        return space.sample(jax.random.split(key)[0])
 
-    def ask(key: jax.Array, state: DEState, params: DEParams) -> jax.Array:
-        k_idx, k_cross = jax.random.split(key)
+    def init(key, genes, fitness, params):
+        return DEState(population=genes, fitness=clean_fitness(fitness))
+
+    def ask(key, state, params):
+        k_idx, k_cross = jax.random.split(jax.random.split(key)[1])
         pop = state.population
-        idx = sample_indices(k_idx, pop.shape[0], 3)
-        best = jnp.argmin(state.fitness) if strategy == "best1" else None
+        idx = sample_indices(k_idx, popsize, 3)
+        best = jnp.argmin(state.fitness) if mutation == "best1" else None
         children = mutate(pop, idx, params.F, best)
-        if use_crossover:
+        if crossover:
             children = binomial_crossover(k_cross, pop, children, params.crossover_rate)
-        return jnp.clip(children, lower, upper)
+        return space.clip(children), state
 
-    def tell(state: DEState, children: jax.Array, child_fitness: jax.Array) -> DEState:
-        win = select(state, children, child_fitness)
+    def tell(key, genes, fitness, state, params):
+        win = select(state, fitness)
         return DEState(
-            population=jnp.where(win[:, None], children, state.population),
-            fitness=jnp.where(win, clean_fitness(child_fitness), state.fitness),
+            population=jnp.where(win[:, None], genes, state.population),
+            fitness=jnp.where(win, clean_fitness(fitness), state.fitness),
         )
 
-    return DifferentialEvolution(init, ask, tell)
+    return Strategy(initial, init, ask, tell, DEParams())

@@ -1,0 +1,579 @@
+"""The attack engine: configuration, input checks and THE compiled generation loop.
+
+Every generation of every image runs inside one ``lax.while_loop``. Images go through
+``batch_size`` *slots*; a loop step reads as four stages over all slots at once:
+
+1. the strategy **asks** for ``popsize`` candidates per slot (``vmap`` over slots);
+2. the target **evaluates** them (one model call on ``slots * popsize`` images);
+3. the objective **scores** them (fitness, success, stop);
+4. the strategy is **told** the fitness.
+
+When an image finishes (its stop rule fires or its budget is spent) its result is written
+out and the next waiting image takes the slot inside the loop. Image ``i`` draws its
+randomness from ``fold_in(key, i)``, so its result does not depend on the other images or on
+``batch_size``. The engine knows no strategy, model kind or stop rule by name: they come from
+:mod:`onepixel_jax.search`, :mod:`onepixel_jax.targets` and :mod:`onepixel_jax.objective`.
+
+Fitness is minimised (see :mod:`onepixel_jax.objective`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import search as search_lib
+from .objective import DEFAULT_THRESHOLD, FITNESSES, STOP_RULES, make_objective
+from .perturb import SAMPLERS, apply_pixels, decode_candidate
+from .search.base import SearchSpace
+from .targets import check_probs, patched_forward, predict_in_batches
+from .types import PredictFn, Target
+
+EARLY_STOP_RULES = STOP_RULES
+_LEGACY_STRATEGIES = {"rand1": "rand1", "best1": "best1"}
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackConfig:
+    """Settings of a few-pixel attack; the defaults are the paper's DE.
+
+    Attributes:
+      pixels: number of perturbed pixels ``d`` (paper: 1, 3, 5).
+      popsize: candidates per image per generation (paper: 400).
+      max_iters: generations after the initial population (paper: 100). The budget per
+        image is ``popsize * (max_iters + 1)`` model evaluations.
+      targeted: maximise ``p_target`` instead of minimising ``p_true``.
+      strategy: a registered search strategy (:func:`onepixel_jax.search.names`):
+        ``"de"`` (the paper's DE, default) or ``"random"`` (the paper's random baseline).
+      F: DE differential weight (paper: 0.5). Traced: changing it does not recompile.
+      crossover: DE binomial crossover rate in [0, 1], or ``None`` (paper: no crossover).
+      mutation: DE mutation, ``"rand1"`` (paper) or ``"best1"``.
+      sampler: initial distribution, ``"paper"`` (coordinates uniform, colours N(128, 127))
+        or ``"corners"`` (every channel 0 or 255).
+      objective: fitness, ``"paper"`` (``p_true`` / ``1 - p_target``) or ``"margin"``.
+      early_stop: ``None`` (run every generation), ``"success"`` (stop an image once any
+        candidate fools the model), ``"threshold"`` (paper, Kaggle CIFAR-10 / ImageNet:
+        targeted ``p_target > threshold``, default 0.9; untargeted ``p_true < threshold``,
+        default 0.05) or ``"target_over_true"`` (paper, original CIFAR-10: targeted
+        ``p_target > p_true``; untargeted: same as ``"success"``).
+      threshold: threshold of the ``"threshold"`` rule; ``None`` uses the paper's value.
+      batch_size: number of images evolved side by side (slots); ``None`` means all images
+        of the call. One model call per generation evaluates ``batch_size * popsize`` images.
+    """
+
+    pixels: int = 1
+    popsize: int = 400
+    max_iters: int = 100
+    targeted: bool = False
+    strategy: str = "de"
+    F: float = 0.5
+    crossover: float | None = None
+    mutation: str = "rand1"
+    sampler: str = "paper"
+    objective: str = "paper"
+    early_stop: str | None = None
+    threshold: float | None = None
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.strategy, str) and self.strategy in _LEGACY_STRATEGIES:
+            warnings.warn(
+                f"AttackConfig(strategy={self.strategy!r}) is the DE mutation; spell it "
+                f"AttackConfig(strategy='de', mutation={self.strategy!r})",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            object.__setattr__(self, "mutation", self.strategy)
+            object.__setattr__(self, "strategy", "de")
+        spec = search_lib.get(self.strategy)
+        _check_int("pixels", self.pixels, 1)
+        why = f"(strategy {spec.name!r} needs at least {spec.min_popsize})"
+        _check_int("popsize", self.popsize, max(spec.min_popsize, 1), why)
+        _check_int("max_iters", self.max_iters, 0)
+        if self.batch_size is not None:
+            _check_int("batch_size", self.batch_size, 1)
+        if not isinstance(self.targeted, bool | np.bool_):
+            raise TypeError(f"targeted must be a bool, got {self.targeted!r}")
+        _check_number("F", self.F)
+        if not 0.0 < float(self.F) <= 2.0:
+            raise ValueError(f"F must be in (0, 2], got {self.F!r}")
+        if self.crossover is not None:
+            _check_number("crossover", self.crossover)
+            if not 0.0 <= float(self.crossover) <= 1.0:
+                raise ValueError(
+                    f"crossover must be None or a rate in [0, 1], got {self.crossover!r}"
+                )
+        if self.mutation not in search_lib.de.MUTATIONS:
+            raise ValueError(
+                f"mutation must be one of {search_lib.de.MUTATIONS}, got {self.mutation!r}"
+            )
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {self.sampler!r}")
+        if self.objective not in FITNESSES:
+            raise ValueError(f"objective must be one of {FITNESSES}, got {self.objective!r}")
+        if self.early_stop not in EARLY_STOP_RULES:
+            raise ValueError(
+                f"early_stop must be one of {EARLY_STOP_RULES}, got {self.early_stop!r}"
+            )
+        if self.threshold is not None:
+            _check_number("threshold", self.threshold)
+            if not 0.0 < float(self.threshold) < 1.0:
+                raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
+
+    @property
+    def stop_threshold(self) -> float:
+        """The threshold in force for the ``"threshold"`` rule."""
+        if self.threshold is not None:
+            return float(self.threshold)
+        return DEFAULT_THRESHOLD[bool(self.targeted)]
+
+    @property
+    def budget(self) -> int:
+        """Model evaluations per image when it never stops early."""
+        return self.popsize * (self.max_iters + 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackResult:
+    """Per-image outcome of :func:`attack` (NumPy arrays).
+
+    Attributes:
+      adversarial: ``(N, H, W[, C])`` the best candidate applied, same shape/dtype as images.
+      pixels: ``(N, d, 2 + C)`` int32 rows ``(row, col, v_0, ..)`` of the applied perturbation.
+      success: ``(N,)`` bool; untargeted: argmax != label, targeted: argmax == target, both
+        evaluated by the model on ``adversarial``.
+      queries: ``(N,)`` int64 model evaluations consumed (initial population included).
+      probs: ``(N, K)`` float32 model output on ``adversarial``.
+      original_probs: ``(N, K)`` float32 model output on the clean images.
+      fitness_history: ``(N, max_iters + 1)`` float32 best fitness after each generation
+        (index 0 = initial population; lower is better; held constant after an early stop).
+      labels: ``(N,)`` int32 true classes. targets: ``(N,)`` int32 or ``None``.
+    """
+
+    adversarial: np.ndarray
+    pixels: np.ndarray
+    success: np.ndarray
+    queries: np.ndarray
+    probs: np.ndarray
+    original_probs: np.ndarray
+    fitness_history: np.ndarray
+    labels: np.ndarray
+    targets: np.ndarray | None
+
+    @property
+    def success_rate(self) -> float:
+        return float(np.mean(self.success)) if self.success.size else float("nan")
+
+
+class _Static(NamedTuple):
+    """Everything that fixes shapes or control flow of the compiled loop (hashable)."""
+
+    pixels: int
+    popsize: int
+    max_iters: int
+    targeted: bool
+    strategy: str
+    strategy_options: tuple
+    sampler: str
+    objective: str
+    early_stop: str | None
+    slots: int
+
+
+class LoopState(NamedTuple):
+    """The carry of the compiled loop. ``S`` slots, ``P`` popsize, ``D`` genes, ``N`` images,
+    ``G`` = max_iters."""
+
+    slot_image: jax.Array  # (S,) int32: image in each slot; N = empty
+    generation: jax.Array  # (S,) int32: generation of each slot's image (0 = fresh)
+    next_image: jax.Array  # () int32: first image not yet started
+    search: Any  # strategy state, leading axis S
+    cache: Any  # target cache, leading axis S
+    best_fitness: jax.Array  # (S,) float32: best fitness seen for the slot's image
+    champion: jax.Array  # (S, D) float32: the candidate returned for the slot's image
+    champion_score: jax.Array  # (S,) float32: its score (success first, then fitness)
+    history: jax.Array  # (S, G + 1) float32: best fitness per generation
+    out_genes: jax.Array  # (N, D) float32
+    out_history: jax.Array  # (N, G + 1) float32
+    out_rounds: jax.Array  # (N,) int32: generations run (queries = rounds * P)
+
+
+def probs_from_logits(logits_fn: PredictFn) -> PredictFn:
+    """Wrap a logits function into the ``predict_fn`` the attack expects (softmax)."""
+
+    def predict_fn(batch: jax.Array) -> jax.Array:
+        return jax.nn.softmax(logits_fn(batch), axis=-1)
+
+    return predict_fn
+
+
+def attack(
+    key: jax.Array,
+    predict_fn: PredictFn | Target,
+    images: Any,
+    labels: Any,
+    cfg: AttackConfig | None = None,
+    targets: Any = None,
+) -> AttackResult:
+    """Few-pixel black-box attack on a batch of images.
+
+    Args:
+      key: a JAX PRNG key (``jax.random.key(seed)`` or ``jax.random.PRNGKey(seed)``).
+      predict_fn: JAX-traceable map from a float32 batch ``(B, H, W, C)`` (or ``(B, H, W)``
+        when ``images`` are greyscale without a channel axis) in pixel space [0, 255] to class
+        probabilities ``(B, K)``; or a :class:`~onepixel_jax.types.Target`. It is a static
+        argument of the compiled loop: pass the same object again to reuse the compilation.
+      images: ``(N, H, W, C)`` or ``(N, H, W)``, uint8 or float in [0, 255].
+      labels: ``(N,)`` integer true classes.
+      cfg: :class:`AttackConfig` (default: the paper's DE, untargeted).
+      targets: ``(N,)`` integer target classes, required iff ``cfg.targeted``.
+
+    Returns:
+      :class:`AttackResult`.
+    """
+    cfg = AttackConfig() if cfg is None else cfg
+    return _run_attack(key, predict_fn, images, labels, cfg, targets)
+
+
+def random_search(
+    key: jax.Array,
+    predict_fn: PredictFn | Target,
+    images: Any,
+    labels: Any,
+    cfg: AttackConfig | None = None,
+    targets: Any = None,
+) -> AttackResult:
+    """The paper's random baseline with the same budget: :func:`attack` with
+    ``strategy="random"`` (every generation draws ``popsize`` fresh candidates from the
+    initial distribution; the best candidate seen is returned)."""
+    cfg = AttackConfig() if cfg is None else cfg
+    if not isinstance(cfg, AttackConfig):
+        raise TypeError(f"cfg must be an AttackConfig, got {type(cfg).__name__}")
+    cfg = dataclasses.replace(cfg, strategy="random")
+    return _run_attack(key, predict_fn, images, labels, cfg, targets)
+
+
+# --------------------------------------------------------------------------------------
+# Input checking
+
+
+def _check_int(name: str, value: Any, minimum: int, why: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}{' ' + why if why else ''}, got {value}")
+
+
+def _check_number(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+
+
+def _check_key(key: Any) -> jax.Array:
+    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(f"key must be a single PRNG key, got a key array of shape {key.shape}")
+        return key
+    arr = np.asarray(key) if not isinstance(key, jax.Array) else key
+    if arr.shape == (2,) and arr.dtype == np.uint32:
+        return jax.random.wrap_key_data(jnp.asarray(arr))
+    raise TypeError(
+        "key must be a JAX PRNG key such as jax.random.key(0), "
+        f"got {type(key).__name__} with shape {getattr(arr, 'shape', None)}"
+    )
+
+
+def _check_images(images: Any) -> tuple[np.ndarray, bool]:
+    arr = np.asarray(images)
+    if arr.ndim not in (3, 4):
+        raise ValueError(f"images must have shape (N, H, W, C) or (N, H, W), got shape {arr.shape}")
+    if arr.shape[0] == 0 or 0 in arr.shape:
+        raise ValueError(f"images must be non-empty, got shape {arr.shape}")
+    if arr.dtype != np.uint8 and not np.issubdtype(arr.dtype, np.floating):
+        raise TypeError(
+            f"images must be uint8 or float in [0, 255], got dtype {arr.dtype} "
+            "(convert with .astype(np.uint8) or .astype(np.float32))"
+        )
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("images contain NaN or infinite values")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < 0.0 or hi > 255.0:
+            raise ValueError(
+                f"images must be in pixel space [0, 255], got values in [{lo:g}, {hi:g}]"
+            )
+    return arr, arr.ndim == 4
+
+
+def _check_classes(name: str, values: Any, n: int) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) to match images, got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name} must be integers, got dtype {arr.dtype}")
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"{name} must be non-negative class indices, got {int(arr.min())}")
+    return arr.astype(np.int32)
+
+
+# --------------------------------------------------------------------------------------
+# Driver
+
+
+@jax.jit
+def _decode_all(images: jax.Array, genes: jax.Array) -> jax.Array:
+    h, w, c = images.shape[1:]
+    return jax.vmap(lambda g: decode_candidate(g, h, w, c))(genes)
+
+
+@jax.jit
+def _apply_all(images: jax.Array, pixels: jax.Array) -> jax.Array:
+    return jax.vmap(apply_pixels)(images, pixels)
+
+
+def _noop_pixels(x: jax.Array, pixels: int) -> jax.Array:
+    """``(N, pixels, 2 + C)`` tuples that rewrite pixel (0, 0) with its own value."""
+    n, _, _, c = x.shape
+    corner = jnp.round(x[:, 0, 0, :]).astype(jnp.int32)
+    t = jnp.concatenate([jnp.zeros((n, 2), jnp.int32), corner], axis=1)
+    return jnp.broadcast_to(t[:, None, :], (n, pixels, 2 + c))
+
+
+def _target_probs(target: Target, x: jax.Array, pixels: jax.Array, chunk: int) -> np.ndarray:
+    """Probabilities of ``pixels`` (N, d, 2 + C) applied to ``x`` through a Target."""
+
+    @jax.jit
+    def run(xs, ps):
+        return target.evaluate(target.prepare(xs), xs, ps[:, None])[:, 0]
+
+    out = [
+        np.asarray(run(x[i : i + chunk], pixels[i : i + chunk])) for i in range(0, len(x), chunk)
+    ]
+    return np.concatenate(out, axis=0)
+
+
+def _run_attack(key, model, images, labels, cfg, targets) -> AttackResult:
+    if not isinstance(cfg, AttackConfig):
+        raise TypeError(f"cfg must be an AttackConfig, got {type(cfg).__name__}")
+    if not callable(model) and not isinstance(model, Target):
+        raise TypeError(f"predict_fn must be callable or a Target, got {type(model).__name__}")
+    key = _check_key(key)
+    arr, has_channel = _check_images(images)
+    n = arr.shape[0]
+    labels = _check_classes("labels", labels, n)
+    if cfg.targeted:
+        if targets is None:
+            raise ValueError("targets are required when cfg.targeted is True")
+        targets = _check_classes("targets", targets, n)
+        if np.any(targets == labels):
+            i = int(np.argmax(targets == labels))
+            raise ValueError(f"targets must differ from labels (image {i}: both are {labels[i]})")
+    elif targets is not None:
+        raise ValueError("targets were given but cfg.targeted is False")
+
+    x = jnp.asarray(arr, jnp.float32)
+    if not has_channel:
+        x = x[..., None]
+    h, w, _ = x.shape[1:]
+    if cfg.pixels > h * w:
+        raise ValueError(f"pixels must be <= the {h}x{w} = {h * w} image pixels, got {cfg.pixels}")
+    slots = min(cfg.batch_size or n, n)
+    chunk = max(slots * cfg.popsize // 4, slots)
+
+    if isinstance(model, Target):
+        target = model
+        original_probs = _target_probs(target, x, _noop_pixels(x, cfg.pixels), chunk)
+        check_probs(original_probs, n)
+    else:
+        target = patched_forward(model, has_channel)
+        view = (lambda b: b) if has_channel else (lambda b: b[..., 0])
+        # The clean images' predictions also validate predict_fn before the loop is compiled.
+        original_probs = predict_in_batches(model, view(x), chunk, check=True)
+    k = original_probs.shape[1]
+    for name, cls in (("labels", labels), ("targets", targets)):
+        if cls is not None and cls.max() >= k:
+            raise ValueError(f"{name} must be < K = {k} (the number of classes), got {cls.max()}")
+
+    spec = search_lib.get(cfg.strategy)
+    static = _Static(
+        pixels=cfg.pixels,
+        popsize=cfg.popsize,
+        max_iters=cfg.max_iters,
+        targeted=bool(cfg.targeted),
+        strategy=spec.name,
+        strategy_options=tuple(sorted(spec.static_options(cfg).items())),
+        sampler=cfg.sampler,
+        objective=cfg.objective,
+        early_stop=cfg.early_stop,
+        slots=slots,
+    )
+    params = jax.tree_util.tree_map(jnp.float32, spec.params(cfg))
+    tgt = jnp.asarray(targets if targets is not None else labels)
+    genes, history, rounds = _evolve(
+        key,
+        x,
+        jnp.asarray(labels),
+        tgt,
+        params,
+        jnp.float32(cfg.stop_threshold),
+        target=target,
+        static=static,
+    )
+    pix = _decode_all(x, genes)
+    adv = _apply_all(x, pix)
+    if isinstance(model, Target):
+        probs = _target_probs(target, x, pix, chunk)
+    else:
+        probs = predict_in_batches(model, view(adv), chunk)
+    check_probs(probs, n)
+    pred = probs.argmax(axis=1)
+    success = pred == targets if cfg.targeted else pred != labels
+    adv_np = np.asarray(adv)
+    if not has_channel:
+        adv_np = adv_np[..., 0]
+    return AttackResult(
+        adversarial=adv_np.astype(arr.dtype),
+        pixels=np.asarray(pix, np.int32),
+        success=np.asarray(success, bool),
+        queries=np.asarray(rounds, np.int64) * cfg.popsize,
+        probs=probs.astype(np.float32),
+        original_probs=original_probs.astype(np.float32),
+        fitness_history=np.asarray(history, np.float32),
+        labels=labels,
+        targets=targets,
+    )
+
+
+def _where_slots(mask: jax.Array, a: Any, b: Any) -> Any:
+    """Per-slot select between two pytrees whose leaves have a leading slot axis."""
+
+    def pick(x, y):
+        return jnp.where(mask.reshape(mask.shape + (1,) * (x.ndim - 1)), x, y)
+
+    return jax.tree_util.tree_map(pick, a, b)
+
+
+def _evolve_impl(key, images, labels, targets, params, threshold, *, target, static):
+    """The compiled generation loop. Returns best genes (N, D), history (N, G+1), rounds (N,)."""
+    n, h, w, c = images.shape
+    s, p, g = static.slots, static.popsize, static.max_iters
+    space = SearchSpace(static.pixels, h, w, c, p, static.sampler)
+    strategy = search_lib.get(static.strategy).build(space, **dict(static.strategy_options))
+    objective = make_objective(static.targeted, static.objective, static.early_stop, threshold)
+    d = space.num_genes
+    image_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n + 1))
+    decode = jax.vmap(jax.vmap(lambda genes: decode_candidate(genes, h, w, c)))
+
+    def cond(st: LoopState):
+        return jnp.any(st.slot_image < n)
+
+    def body(st: LoopState) -> LoopState:
+        valid = st.slot_image < n
+        fresh = st.generation == 0
+        idx = jnp.minimum(st.slot_image, n - 1)
+        slot_images = images[idx]
+        keys = jax.vmap(jax.random.fold_in)(image_keys[st.slot_image], st.generation)
+        cache = jax.lax.cond(
+            jnp.any(fresh),
+            lambda: _where_slots(fresh, target.prepare(slot_images), st.cache),
+            lambda: st.cache,
+        )
+
+        # 1. ask (initial populations only in the steps where some slot starts an image)
+        asked, asked_state = jax.vmap(strategy.ask, in_axes=(0, 0, None))(keys, st.search, params)
+        initial = jax.lax.cond(
+            jnp.any(fresh),
+            lambda: jax.vmap(strategy.initial, in_axes=(0, None))(keys, params),
+            lambda: jnp.zeros_like(asked),
+        )
+        cand = jnp.where(fresh[:, None, None], initial, asked)
+        # 2. evaluate
+        probs = target.evaluate(cache, slot_images, decode(cand))
+        # 3. score
+        fit, succ, stop = objective.score(probs, labels[idx][:, None], targets[idx][:, None])
+        # 4. tell (a fresh slot starts its strategy state from the evaluated population)
+        told = jax.vmap(strategy.tell, in_axes=(0, 0, 0, 0, None))(
+            keys, cand, fit, asked_state, params
+        )
+        started = jax.vmap(strategy.init, in_axes=(0, 0, 0, None))(keys, cand, fit, params)
+        search_state = _where_slots(fresh, started, told)
+
+        # Bookkeeping: best fitness, the returned candidate (successful ones first), history.
+        gen_best = jnp.min(fit, axis=1)
+        best_fitness = jnp.where(fresh, gen_best, jnp.minimum(st.best_fitness, gen_best))
+        score = jnp.where(succ, fit - 2.0, fit)
+        best = jnp.argmin(score, axis=1)
+        best_score = jnp.take_along_axis(score, best[:, None], axis=1)[:, 0]
+        better = fresh | (best_score < st.champion_score)
+        champion = jnp.where(
+            better[:, None], jnp.take_along_axis(cand, best[:, None, None], 1)[:, 0], st.champion
+        )
+        champion_score = jnp.where(better, best_score, st.champion_score)
+        rnd = st.generation
+        history = st.history.at[jnp.arange(s), rnd].set(best_fitness)
+        finished = valid & (jnp.any(stop, axis=1) | (rnd == g))
+
+        # Write finished images out; rows of unfinished slots go out of bounds and are dropped.
+        out_idx = jnp.where(finished, st.slot_image, n)
+        steps = jnp.arange(g + 1)[None, :]
+        last = jnp.take_along_axis(history, rnd[:, None], axis=1)
+        filled = jnp.where(steps > rnd[:, None], last, history)
+        out_genes = st.out_genes.at[out_idx].set(champion, mode="drop")
+        out_history = st.out_history.at[out_idx].set(filled, mode="drop")
+        out_rounds = st.out_rounds.at[out_idx].set(rnd + 1, mode="drop")
+
+        # Refill finished slots with the next waiting images, in slot order.
+        order = jnp.cumsum(finished) - 1
+        refill = jnp.minimum(st.next_image + order, n)
+        slot_image = jnp.where(finished, refill, st.slot_image)
+        next_image = jnp.minimum(st.next_image + jnp.sum(finished), n)
+        generation = jnp.where(finished | ~valid, 0, rnd + 1)
+        return LoopState(
+            slot_image=slot_image,
+            generation=generation,
+            next_image=next_image,
+            search=search_state,
+            cache=cache,
+            best_fitness=best_fitness,
+            champion=champion,
+            champion_score=champion_score,
+            history=history,
+            out_genes=out_genes,
+            out_history=out_history,
+            out_rounds=out_rounds,
+        )
+
+    # Shapes of the per-slot strategy state and target cache, without computing them.
+    def first_state(k):
+        genes = strategy.initial(k, params)
+        return strategy.init(k, genes, jnp.zeros((p,), jnp.float32), params)
+
+    state_shapes = jax.eval_shape(jax.vmap(first_state), image_keys[:s])
+    cache_shapes = jax.eval_shape(target.prepare, images[:s])
+    zeros = lambda tree: jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), tree)  # noqa: E731
+    st = LoopState(
+        slot_image=jnp.arange(s, dtype=jnp.int32),
+        generation=jnp.zeros((s,), jnp.int32),
+        next_image=jnp.int32(s),
+        search=zeros(state_shapes),
+        cache=zeros(cache_shapes),
+        best_fitness=jnp.full((s,), jnp.inf, jnp.float32),
+        champion=jnp.zeros((s, d), jnp.float32),
+        champion_score=jnp.full((s,), jnp.inf, jnp.float32),
+        history=jnp.zeros((s, g + 1), jnp.float32),
+        out_genes=jnp.zeros((n, d), jnp.float32),
+        out_history=jnp.zeros((n, g + 1), jnp.float32),
+        out_rounds=jnp.zeros((n,), jnp.int32),
+    )
+    st = jax.lax.while_loop(cond, body, st)
+    return st.out_genes, st.out_history, st.out_rounds
+
+
+_evolve = jax.jit(_evolve_impl, static_argnames=("target", "static"))

@@ -1,0 +1,14 @@
+"""Targets: how the engine evaluates candidates (:class:`onepixel_jax.types.Target`).
+
+- :func:`patched_forward`: the default; patch the pixels into the image, one model call.
+- :func:`predict_in_batches`: the package's one batched-prediction loop (clean images,
+  reports, training checks, benchmarks).
+"""
+
+from __future__ import annotations
+
+from ..types import Target
+from .batched import check_probs, predict_in_batches
+from .patched import patched_forward
+
+__all__ = ["Target", "check_probs", "patched_forward", "predict_in_batches"]
