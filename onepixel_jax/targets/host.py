@@ -186,9 +186,10 @@ class HostTarget:
         if self.num_classes is not None:
             return self.num_classes
         if image_shape not in self._k_by_shape:
+            # Eager, also inside an outer trace (a host function may itself call JAX).
             with jax.ensure_compile_time_eval():
                 probe = np.asarray(self.prepare(jnp.zeros((1, *image_shape), jnp.float32)))
-            self._k_by_shape[image_shape] = self._host_call(probe).shape[-1]
+                self._k_by_shape[image_shape] = self._host_call(probe).shape[-1]
         return self._k_by_shape[image_shape]
 
     # -- host side ------------------------------------------------------------------------
