@@ -191,55 +191,56 @@ def sign_test_p(wins: int, losses: int) -> float:
     return min(1.0, 2.0 * tail)
 
 
-def de_vs_random(
-    de_success: np.ndarray,
-    random_success: np.ndarray,
-    de_fitness: np.ndarray | None = None,
-    random_fitness: np.ndarray | None = None,
+def paired_comparison(
+    a_success: np.ndarray,
+    b_success: np.ndarray,
+    a_fitness: np.ndarray | None = None,
+    b_fitness: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Compare DE with random search on the same attacks at the same evaluation budget.
+    """Compare two search methods ``a`` and ``b`` on the same attacks at the same budget.
 
-    Both arrays are aligned ``(N,)`` bool. ``difference`` is the DE success rate minus
-    the random-search rate (the paper reports it in percentage points, e.g. 19.01 for
-    AllConv). The paired counts show on how many attacks only one method succeeded, and
-    ``p_value`` is the exact two-sided McNemar test on them.
+    ``a_success`` and ``b_success`` are aligned ``(N,)`` bool (attack ``i`` of both methods is
+    the same image and target). ``difference`` is the success rate of ``a`` minus that of ``b``
+    (the paper reports DE minus random search in percentage points, e.g. 19.01 for AllConv).
+    The paired counts ``both`` / ``a_only`` / ``b_only`` / ``neither`` show on how many attacks
+    only one method succeeded, and ``p_value`` is the exact two-sided McNemar test on them.
 
-    ``de_fitness`` / ``random_fitness`` (optional, ``(N,)`` float): the best fitness each
-    method reached (lower is better). On the attacks where neither method succeeded they
-    show which search got closer: ``neither_de_lower`` / ``neither_random_lower`` count
-    them (ties count for neither) and ``neither_p_value`` is the sign test on those counts.
+    ``a_fitness`` / ``b_fitness`` (optional, ``(N,)`` float): the best fitness each method
+    reached (lower is better). On the attacks where neither method succeeded they show which
+    search got closer: ``neither_a_lower`` / ``neither_b_lower`` count them (ties count for
+    neither) and ``neither_p_value`` is the sign test on those counts.
     """
-    de = np.asarray(de_success, bool)
-    rnd = np.asarray(random_success, bool)
-    if de.shape != rnd.shape:
-        raise ValueError(f"unpaired results: {de.shape} vs {rnd.shape}")
-    de_ci, rnd_ci = rate_with_ci(de), rate_with_ci(rnd)
+    a = np.asarray(a_success, bool)
+    b = np.asarray(b_success, bool)
+    if a.shape != b.shape:
+        raise ValueError(f"unpaired results: a_success {a.shape} vs b_success {b.shape}")
+    a_ci, b_ci = rate_with_ci(a), rate_with_ci(b)
     out = {
-        "de_rate": de_ci["rate"],
-        "de_low": de_ci["low"],
-        "de_high": de_ci["high"],
-        "random_rate": rnd_ci["rate"],
-        "random_low": rnd_ci["low"],
-        "random_high": rnd_ci["high"],
-        "difference": de_ci["rate"] - rnd_ci["rate"],
-        "both": int((de & rnd).sum()),
-        "de_only": int((de & ~rnd).sum()),
-        "random_only": int((~de & rnd).sum()),
-        "neither": int((~de & ~rnd).sum()),
-        "trials": int(de.size),
+        "a_rate": a_ci["rate"],
+        "a_low": a_ci["low"],
+        "a_high": a_ci["high"],
+        "b_rate": b_ci["rate"],
+        "b_low": b_ci["low"],
+        "b_high": b_ci["high"],
+        "difference": a_ci["rate"] - b_ci["rate"],
+        "both": int((a & b).sum()),
+        "a_only": int((a & ~b).sum()),
+        "b_only": int((~a & b).sum()),
+        "neither": int((~a & ~b).sum()),
+        "trials": int(a.size),
     }
-    out["p_value"] = sign_test_p(out["de_only"], out["random_only"])
-    if (de_fitness is None) != (random_fitness is None):
-        raise ValueError("give both de_fitness and random_fitness, or neither")
-    if de_fitness is not None:
-        fd = np.asarray(de_fitness, np.float64)
-        fr = np.asarray(random_fitness, np.float64)
-        if fd.shape != de.shape or fr.shape != de.shape:
+    out["p_value"] = sign_test_p(out["a_only"], out["b_only"])
+    if (a_fitness is None) != (b_fitness is None):
+        raise ValueError("give both a_fitness and b_fitness, or neither")
+    if a_fitness is not None:
+        fa = np.asarray(a_fitness, np.float64)
+        fb = np.asarray(b_fitness, np.float64)
+        if fa.shape != a.shape or fb.shape != a.shape:
             raise ValueError(
-                f"fitness arrays must have shape {de.shape}, got {fd.shape} and {fr.shape}"
+                f"a_fitness and b_fitness must have shape {a.shape}, got {fa.shape} and {fb.shape}"
             )
-        neither = ~de & ~rnd
-        out["neither_de_lower"] = int((neither & (fd < fr)).sum())
-        out["neither_random_lower"] = int((neither & (fr < fd)).sum())
-        out["neither_p_value"] = sign_test_p(out["neither_de_lower"], out["neither_random_lower"])
+        neither = ~a & ~b
+        out["neither_a_lower"] = int((neither & (fa < fb)).sum())
+        out["neither_b_lower"] = int((neither & (fb < fa)).sum())
+        out["neither_p_value"] = sign_test_p(out["neither_a_lower"], out["neither_b_lower"])
     return out

@@ -1,45 +1,65 @@
-"""The README's main job picks its default target and builds a paper-setting sweep."""
+"""``onepixel demo``: its default target, offline, and its messages on a first and a second run."""
+
+from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
 
-from onepixel_jax import cli, demo
+from onepixel_jax.cli import build_parser, demo
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _args(**kw):
-    base = dict(n_images=8, seed=0, data_dir=None, out=None)
+    base = dict(n_images=8, seed=0, data_dir=None, out=None, popsize=400, max_iters=100)
     base.update(kw)
     return argparse.Namespace(**base)
 
 
-def test_falls_back_to_bundled_digits_without_cifar(monkeypatch):
-    monkeypatch.setattr(demo.models, "list_models", lambda: ["digits-cnn", "lenet-mnist"])
-    assert demo.default_target() == ("digits-cnn", "digits")
+def test_empty_data_dir_falls_back_to_bundled_digits(tmp_path):
+    assert not demo.cifar10_available(str(tmp_path))
+    assert demo.default_target(str(tmp_path)) == ("digits-cnn", "digits")
 
 
-def test_uses_cifar_when_checkpoint_and_data_exist(monkeypatch):
-    monkeypatch.setattr(demo.models, "list_models", lambda: ["allconv-cifar10", "digits-cnn"])
-    calls = []
-
-    def fake_load(name, split, data_dir=None, limit=None):
-        calls.append((name, split, limit))
-        return None
-
-    monkeypatch.setattr(demo.data, "load", fake_load)
-    assert demo.default_target() == ("allconv-cifar10", "cifar10")
-    assert calls == [("cifar10", "test", 1)]
-
-    def missing(*a, **k):
-        raise FileNotFoundError("no data")
-
-    monkeypatch.setattr(demo.data, "load", missing)
-    assert demo.default_target() == ("digits-cnn", "digits")
+def test_demo_config_is_the_paper_setting_one_image_per_call():
+    cfg = demo.demo_config("digits-cnn", "digits", _args(n_images=5, seed=3))
+    assert (cfg.model, cfg.dataset, cfg.n_images, cfg.seed) == ("digits-cnn", "digits", 5, 3)
+    assert (cfg.pixels, cfg.popsize, cfg.max_iters, cfg.mode) == (1, 400, 100, "untargeted")
+    assert cfg.chunk_size == 1 and cfg.methods == ("de",) and cfg.early_stop == "success"
+    args = build_parser().parse_args(["demo"])
+    assert (args.n_images, args.popsize, args.max_iters, args.out) == (8, 400, 100, None)
 
 
-def test_demo_argv_is_a_valid_paper_setting_attack(monkeypatch):
-    monkeypatch.setattr(demo, "default_target", lambda data_dir=None: ("digits-cnn", "digits"))
-    argv = demo.demo_argv(_args(n_images=5, seed=3))
-    args = cli.build_parser().parse_args(argv)
-    assert args.command == "attack"
-    assert (args.model, args.dataset, args.n_images, args.seed) == ("digits-cnn", "digits", 5, 3)
-    assert (args.pixels, args.popsize, args.max_iters) == (1, 400, 100)
-    assert args.out == "runs/demo-digits-cnn"
+def test_demo_from_a_data_less_directory_uses_digits_and_reuses_the_run(tmp_path):
+    """A fresh directory, no data anywhere the demo is told to look, and the cache empty."""
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    env = dict(
+        os.environ,
+        ONEPIXEL_DATA_DIR=str(empty),
+        XDG_CACHE_HOME=str(empty),
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=str(ROOT),
+    )
+    cmd = [
+        sys.executable, "-m", "onepixel_jax.cli", "demo", "--n-images", "2", "--popsize", "8",
+        "--max-iters", "2", "--data-dir", str(empty),
+    ]  # fmt: skip
+    first = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.strip().splitlines()
+    assert lines[0].startswith("demo: digits-cnn on digits (no download)")
+    out = tmp_path / "runs" / "demo-digits-cnn"
+    assert lines[-1].startswith(f"report: {Path('runs/demo-digits-cnn/report.md')}; figures: ")
+    assert "class_pairs.png" in lines[-1] and (out / "report.md").exists()
+    assert "Traceback" not in first.stderr
+    # A second run reuses the finished run and says so; nothing is attacked again.
+    before = (out / "results.jsonl").read_bytes()
+    second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert "reused the finished run in runs/demo-digits-cnn" in second.stdout
+    assert second.stdout.strip().splitlines()[-1].startswith("report: ")
+    assert (out / "results.jsonl").read_bytes() == before

@@ -100,16 +100,31 @@ def test_mean_fitness_curve_ignores_nan():
     np.testing.assert_allclose(metrics.mean_fitness_curve(h), [0.9, 0.5, 0.3])
 
 
-def test_de_vs_random_paired_counts():
+def test_paired_comparison_counts():
     de = np.array([True, True, True, False, False])
     rnd = np.array([True, False, False, False, True])
-    cmp = metrics.de_vs_random(de, rnd)
-    assert cmp["de_rate"] == pytest.approx(0.6)
-    assert cmp["random_rate"] == pytest.approx(0.4)
+    cmp = metrics.paired_comparison(de, rnd)
+    assert cmp["a_rate"] == pytest.approx(0.6)
+    assert cmp["b_rate"] == pytest.approx(0.4)
     assert cmp["difference"] == pytest.approx(0.2)
-    assert (cmp["both"], cmp["de_only"], cmp["random_only"], cmp["neither"]) == (1, 2, 1, 1)
-    with pytest.raises(ValueError):
-        metrics.de_vs_random(de, rnd[:3])
+    assert (cmp["both"], cmp["a_only"], cmp["b_only"], cmp["neither"]) == (1, 2, 1, 1)
+    assert cmp["trials"] == 5
+    with pytest.raises(ValueError, match="unpaired"):
+        metrics.paired_comparison(de, rnd[:3])
+
+
+def test_paired_comparison_is_antisymmetric():
+    rng = np.random.default_rng(0)
+    a, b = rng.random(40) < 0.6, rng.random(40) < 0.4
+    fa, fb = rng.random(40), rng.random(40)
+    ab, ba = metrics.paired_comparison(a, b, fa, fb), metrics.paired_comparison(b, a, fb, fa)
+    assert ab["difference"] == pytest.approx(-ba["difference"])
+    assert (ab["a_only"], ab["b_only"]) == (ba["b_only"], ba["a_only"])
+    assert (ab["neither_a_lower"], ab["neither_b_lower"]) == (
+        ba["neither_b_lower"],
+        ba["neither_a_lower"],
+    )
+    assert ab["p_value"] == ba["p_value"] and ab["neither_p_value"] == ba["neither_p_value"]
 
 
 @pytest.mark.parametrize(
@@ -129,19 +144,19 @@ def test_sign_test_rejects_negative_counts():
         metrics.sign_test_p(-1, 3)
 
 
-def test_de_vs_random_fitness_on_attacks_neither_method_won():
+def test_paired_comparison_fitness_on_attacks_neither_method_won():
     de = np.array([True, False, False, False, False, True])
     rnd = np.array([False, False, False, False, True, True])
     f_de = np.array([0.1, 0.5, 0.7, 0.3, 0.9, 0.2])
     f_rnd = np.array([0.6, 0.6, 0.7, 0.2, 0.4, 0.1])
-    cmp = metrics.de_vs_random(de, rnd, f_de, f_rnd)
+    cmp = metrics.paired_comparison(de, rnd, f_de, f_rnd)
     # neither succeeded on attacks 1, 2, 3: DE lower on 1, tie on 2, random lower on 3
     assert cmp["neither"] == 3
-    assert (cmp["neither_de_lower"], cmp["neither_random_lower"]) == (1, 1)
+    assert (cmp["neither_a_lower"], cmp["neither_b_lower"]) == (1, 1)
     assert cmp["neither_p_value"] == pytest.approx(1.0)
     assert cmp["p_value"] == pytest.approx(1.0)  # one discordant pair each way
-    assert "neither_de_lower" not in metrics.de_vs_random(de, rnd)
+    assert "neither_a_lower" not in metrics.paired_comparison(de, rnd)
     with pytest.raises(ValueError, match="both"):
-        metrics.de_vs_random(de, rnd, f_de, None)
+        metrics.paired_comparison(de, rnd, f_de, None)
     with pytest.raises(ValueError, match="shape"):
-        metrics.de_vs_random(de, rnd, f_de[:3], f_rnd[:3])
+        metrics.paired_comparison(de, rnd, f_de[:3], f_rnd[:3])

@@ -9,7 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from onepixel_jax import report, sweep
+from onepixel_jax.cli import report as cli_report
+from onepixel_jax.errors import UsageError
+from onepixel_jax.experiments import plots, report, run_folder, summary
 
 K = 3
 B = [100, 100, 100]  # clean channel values under every attacked pixel
@@ -53,7 +55,7 @@ def make_run(tmp_path, mode, records, indices, labels):
         "command": "onepixel attack ...",
     }
     (out / "run.json").write_text(json.dumps(info))
-    sweep.append_records(out / "results.jsonl", records)
+    run_folder.append_records(out, records)
     images = np.full((len(indices), 6, 6, 3), 100, np.uint8)
     np.savez(out / "images.npz", indices=np.array(indices), images=images)
     return out
@@ -87,13 +89,14 @@ def test_all_targets_summary_matches_hand_computation(tmp_path):
     assert de["class_pairs"] == [[0, 1, 0], [0, 0, 0], [1, 1, 0]]
     assert de["as_original"] == [1, 0, 2] and de["as_target"] == [1, 2, 0]
     np.testing.assert_allclose(de["mean_fitness"], [0.9, 0.6, 0.3])
-    cmp = summary["de_vs_random"]
+    (cmp,) = summary["comparisons"]
+    assert (cmp["a"], cmp["b"]) == ("de", "random")
     assert cmp["difference"] == pytest.approx(0.5)
-    assert (cmp["both"], cmp["de_only"], cmp["random_only"], cmp["neither"]) == (1, 2, 0, 1)
+    assert (cmp["both"], cmp["a_only"], cmp["b_only"], cmp["neither"]) == (1, 2, 0, 1)
     assert cmp["p_value"] == pytest.approx(0.5)  # 2 discordant pairs, both for DE
     # the one attack neither won has the same best fitness (0.3) for both methods
-    assert (cmp["neither_de_lower"], cmp["neither_random_lower"]) == (0, 0)
-    assert summary["de_vs_random_derived"]["random_rate"] == pytest.approx(0.5)
+    assert (cmp["neither_a_lower"], cmp["neither_b_lower"]) == (0, 0)
+    assert cmp["images"]["b_rate"] == pytest.approx(0.5)
 
     text = (out / "report.md").read_text()
     assert "75.00% [" in text and "(3/4)" in text and "+50.00 points" in text
@@ -111,30 +114,30 @@ def test_untargeted_report_and_partial_runs(tmp_path, capsys):
         _record("de", 7, 0, None, False, 0, 1200, [0.9, 0.05, 0.05], [0, 0, 0, 0, 0], [0, 0, 0]),
     ]  # fmt: skip
     out = make_run(tmp_path, "untargeted", recs, [4, 7, 9], [1, 0, 0])
-    summary = report.summarize(*report.load_run(out))
-    de = summary["methods"]["de"]
+    summ = summary.summarize(*run_folder.load_run(out))
+    de = summ["methods"]["de"]
     assert de["confidence"] == pytest.approx(0.6)  # the new argmax's probability
     assert de["class_pairs"][1][2] == 1 and sum(map(sum, de["class_pairs"])) == 1
-    assert "target_histogram" not in de and summary["expected_attacks"] == 3
+    assert "target_histogram" not in de and summ["expected_attacks"] == 3
     # The CLI entry point writes the report and says where.
-    assert report._run_cli(_args(out)) == 0
-    assert "DE success 50.00%" in capsys.readouterr().out
+    assert cli_report.run(_args(out)) == 0
+    assert "de success 50.00%" in capsys.readouterr().out
     text = (out / "report.md").read_text()
     assert "Finished attacks: 2 of 3." in text and "target_counts.png" not in text
     # An empty run still reports (no figures, n/a measurements).
     (tmp_path / "e").mkdir()
     empty = make_run(tmp_path / "e", "untargeted", [], [0], [0])
-    summary = report.write_report(empty)
-    assert report.summary_line(summary) == "no finished attacks yet"
-    assert report._run_cli(_args(tmp_path / "nope")) == 2
+    assert summary.summary_line(report.write_report(empty)) == "no finished attacks yet"
+    with pytest.raises(UsageError, match="not found"):
+        cli_report.run(_args(tmp_path / "nope"))
 
 
 def test_rebuild_adversarial_and_nan_free_json(tmp_path):
     img = np.zeros((4, 4, 3), np.uint8)
-    adv = report.rebuild_adversarial(img, [[1, 2, 10, 20, 30], [3, 0, 255, 0, 7]])
+    adv = plots.rebuild_adversarial(img, [[1, 2, 10, 20, 30], [3, 0, 255, 0, 7]])
     assert adv[1, 2].tolist() == [10, 20, 30] and adv[3, 0].tolist() == [255, 0, 7]
     assert int((adv != 0).any(-1).sum()) == 2 and img.sum() == 0
-    assert report._jsonable({"a": math.nan, "b": [1.0, math.inf]}) == {"a": None, "b": [1.0, None]}
+    assert report.jsonable({"a": math.nan, "b": [1.0, math.inf]}) == {"a": None, "b": [1.0, None]}
 
 
 def test_comparison_table_one_row_per_run(tmp_path, capsys):
@@ -151,18 +154,42 @@ def test_comparison_table_one_row_per_run(tmp_path, capsys):
     ]  # fmt: skip
     u = make_run(tmp_path, "untargeted", untargeted, [4, 7], [1, 0])
     rows = report.comparison_table([a, u]).splitlines()
-    assert len(rows) == 4 and rows[0].count("|") == rows[2].count("|") == 15
-    cells_a = [c.strip() for c in rows[2].strip("|").split("|")]
-    assert cells_a[0] == "all-targets" and cells_a[2] == "all-targets"
-    assert cells_a[5] == "50.00% [9.45%, 90.55%] (1/2)"  # Wilson interval for 1 of 2
-    assert cells_a[6] == "80.00%" and cells_a[7] == "400"
-    assert cells_a[9] == "0.00%" and cells_a[10] == "+50.00 points (p = 1)"
-    assert cells_a[11].startswith("100.00%") and cells_a[12] == "1.00"
-    cells_u = [c.strip() for c in rows[3].strip("|").split("|")]
-    assert cells_u[5].endswith("(1/2)") and cells_u[6] == "60.00%"
-    assert cells_u[9] == cells_u[10] == cells_u[11] == ""  # no baseline, not targeted
+    assert len(rows) == 5 and rows[0].count("|") == rows[2].count("|") == 15
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows[2:]]
+    de_a, random_a, de_u = cells
+    assert de_a[0] == random_a[0] == "all-targets" and de_a[2] == "all-targets"
+    assert (de_a[4], random_a[4], de_u[4]) == ("de", "random", "de")
+    assert de_a[6] == "50.00% [9.45%, 90.55%] (1/2)"  # Wilson interval for 1 of 2
+    assert de_a[7] == "80.00%" and de_a[8] == "400"
+    assert de_a[10] == "" and random_a[10] == "-50.00 points (p = 1)"
+    assert random_a[6].startswith("0.00%")
+    assert de_a[11].startswith("100.00%") and de_a[12] == "1.00"
+    assert de_u[6].endswith("(1/2)") and de_u[7] == "60.00%"
+    assert de_u[10] == de_u[11] == de_u[12] == ""  # no baseline, not targeted
     # Through the CLI: several folders print the table; --table writes it to a file.
-    assert report._run_cli(_args(a, u)) == 0
+    assert cli_report.run(_args(a, u)) == 0
     assert "| untargeted |" in capsys.readouterr().out
-    assert report._run_cli(_args(a, u, table=tmp_path / "t.md")) == 0
+    assert cli_report.run(_args(a, u, table=tmp_path / "t.md")) == 0
     assert (tmp_path / "t.md").read_text().splitlines() == rows
+
+
+def test_report_compares_any_two_methods(tmp_path):
+    """A run of two methods other than de/random: the first is compared with the second."""
+    recs = [
+        _record("fast", 0, 0, None, True, 1, 400, [0.1, 0.8, 0.1], [1, 2, 255, 0, 0], B),
+        _record("fast", 1, 1, None, True, 0, 400, [0.8, 0.1, 0.1], [1, 2, 255, 0, 0], B),
+        _record("paper", 0, 0, None, False, 0, 1200, [0.8, 0.1, 0.1], [1, 1, 0, 0, 0], B),
+        _record("paper", 1, 1, None, True, 2, 800, [0.1, 0.1, 0.8], [1, 1, 0, 0, 0], B),
+    ]  # fmt: skip
+    out = make_run(tmp_path, "untargeted", recs, [0, 1], [0, 1])
+    info = json.loads((out / "run.json").read_text())
+    info["config"]["methods"] = ["fast", "paper"]
+    (out / "run.json").write_text(json.dumps(info))
+    summ = report.write_report(out)
+    assert list(summ["methods"]) == ["fast", "paper"]
+    (cmp,) = summ["comparisons"]
+    assert (cmp["a"], cmp["b"], cmp["a_only"], cmp["both"]) == ("fast", "paper", 1, 1)
+    text = (out / "report.md").read_text()
+    assert "## fast against paper" in text and "Finished attacks: 4 of 4." in text
+    assert summary.summary_line(summ).startswith("fast success 100.00%")
+    assert "; paper 50.00%" in summary.summary_line(summ)

@@ -1,4 +1,8 @@
-"""End-to-end tests of ``onepixel attack`` on a tiny linear model and a tiny dataset."""
+"""End-to-end tests of the sweep library (:func:`run_sweep`) on a tiny linear model and dataset.
+
+The model, the data and the engine are injected (``predict_fn``, ``images``, ``attack_fn``);
+nothing in the package is patched.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,18 @@ import numpy as np
 import pytest
 
 import onepixel_jax as opj
-from onepixel_jax import report, sweep
+from onepixel_jax.cli import attack as cli_attack
+from onepixel_jax.errors import UsageError
+from onepixel_jax.experiments import inputs, plots, run_folder
+from onepixel_jax.experiments.report import write_report
+from onepixel_jax.experiments.selection import targets_for
+from onepixel_jax.experiments.sweep import (
+    SettingError,
+    SweepConfig,
+    auto_batch_size,
+    command_line,
+    run_sweep,
+)
 
 H = W = 4
 C = 3
@@ -33,80 +48,76 @@ def tiny_predict(batch):
 CLEAN_PRED = np.asarray(tiny_predict(jnp.asarray(IMAGES, jnp.float32))).argmax(1)
 LABELS = CLEAN_PRED.copy()
 LABELS[[1, 4]] = (LABELS[[1, 4]] + 1) % K  # two images the model gets wrong
-CARD = {"name": "tiny", "sha256": "0" * 64, "architecture": "linear"}
+CARD = {"name": "tiny", "sha256": "0" * 64, "architecture": "linear", "input_shape": [H, W, C]}
 
 
-@pytest.fixture
-def tiny(monkeypatch):
-    """Serve the tiny model and dataset to the sweep instead of the real registries."""
-    calls = {"engine": 0}
+class CountingEngine:
+    """``opj.attack`` with a call counter; ``die_at`` raises KeyboardInterrupt on that call."""
 
-    def load_model(name):
-        if name == "tiny-8x8":  # a card for another input size
-            return tiny_predict, dict(CARD, input_shape=[8, 8, 1])
-        if name != "tiny":
-            raise sweep.UsageError(f"unknown model {name!r} (available: tiny)")
-        return tiny_predict, dict(CARD, input_shape=[H, W, C])
+    def __init__(self, die_at: int | None = None):
+        self.calls = 0
+        self.die_at = die_at
+        self.strategies: list[str] = []
 
-    def load_dataset(name, split, data_dir):
-        if name != "toy":
-            raise sweep.UsageError(f"unknown dataset {name!r}")
-        return IMAGES, LABELS, ["zero", "one", "two"]
-
-    for name in ("attack", "random_search"):
-        real = getattr(opj, name)
-
-        def counted(*a, _real=real, **kw):
-            calls["engine"] += 1
-            return _real(*a, **kw)
-
-        monkeypatch.setattr(opj, name, counted)
-    monkeypatch.setattr(sweep, "load_model", load_model)
-    monkeypatch.setattr(sweep, "load_dataset", load_dataset)
-    return calls
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        self.strategies.append(args[4].strategy)
+        if self.calls == self.die_at:
+            raise KeyboardInterrupt
+        return opj.attack(*args, **kwargs)
 
 
-def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="onepixel")
-    sub = parser.add_subparsers()
-    sweep.register_cli(sub)
-    report.register_cli(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
+def config(**overrides) -> SweepConfig:
+    base = dict(model="tiny", dataset="toy", n_images=5, popsize=8, max_iters=3, chunk_size=2)
+    return SweepConfig(**{**base, **overrides})
 
 
-def base_args(out, *extra):
-    return [
-        "attack", "--model", "tiny", "--dataset", "toy", "--n-images", "5",
-        "--popsize", "8", "--max-iters", "3", "--chunk-size", "2", "--quiet",
-        "--out", str(out), *extra,
-    ]  # fmt: skip
+def sweep(out, cfg: SweepConfig, engine=None, card=CARD, **kwargs):
+    return run_sweep(
+        cfg,
+        out,
+        tiny_predict,
+        IMAGES,
+        LABELS,
+        card=card,
+        class_names=["zero", "one", "two"],
+        attack_fn=engine or CountingEngine(),
+        **kwargs,
+    )
 
 
-def records_without_timing(path):
-    recs = sweep.read_records(path)
+def records_without_timing(out):
+    recs = run_folder.read_records(out)
     for r in recs:
         r.pop("seconds")
     return recs
 
 
-def test_untargeted_sweep_records_rebuild_adversarials_and_report(tiny, tmp_path):
+def test_untargeted_sweep_records_rebuild_adversarials_and_report(tmp_path):
     out = tmp_path / "run"
-    assert run(base_args(out, "--baseline", "random", "--early-stop", "none")) == 0
+    engine = CountingEngine()
+    cfg = config(methods=("de", "random"), early_stop=None)
+    outcome = sweep(out, cfg, engine)
+    assert outcome.attacks_run == 10 and outcome.attacks_reused == 0
+    # 3 chunks (2 + 2 + 1 images), each one call per method, in the methods' order
+    assert engine.strategies == ["de", "random"] * 3
     info = json.loads((out / "run.json").read_text())
     # The two misclassified images (1 and 4) are skipped by default.
     assert info["indices"] == [0, 2, 3, 5, 6]
     assert info["model_sha256"] == CARD["sha256"]
     assert info["config"]["popsize"] == 8 and info["seed"] == 0
+    assert info["config"]["methods"] == ["de", "random"]
     assert info["versions"]["jax"] == jax.__version__
+    assert info["machine"]["cpu_count"] and info["created"]
     # The recorded command parses back to the same configuration.
     parser = argparse.ArgumentParser()
-    sweep.add_arguments(parser)
+    cli_attack.add_arguments(parser)
     replay = parser.parse_args(shlex.split(info["command"])[2:])
-    assert sweep.config_from_args(replay) == info["config"] and replay.out == str(out)
+    assert cli_attack.config_from_args(replay) == cfg == SweepConfig.from_json(info["config"])
+    assert replay.out == str(out)
 
-    recs = sweep.read_records(out / "results.jsonl")
-    keys = [sweep.record_key(r) for r in recs]
+    recs = run_folder.read_records(out)
+    keys = [run_folder.record_key(r) for r in recs]
     assert len(keys) == len(set(keys)) == 10  # 5 images x (DE, random)
     assert {r["method"] for r in recs} == {"de", "random"}
     for r in recs:
@@ -114,7 +125,7 @@ def test_untargeted_sweep_records_rebuild_adversarials_and_report(tiny, tmp_path
         assert len(r["fitness"]) == 4
         assert all(a >= b - 1e-6 for a, b in zip(r["fitness"], r["fitness"][1:], strict=False))
         # The record alone rebuilds the adversarial image and its prediction.
-        adv = report.rebuild_adversarial(IMAGES[r["index"]], r["pixels"])
+        adv = plots.rebuild_adversarial(IMAGES[r["index"]], r["pixels"])
         assert int((adv != IMAGES[r["index"]]).any(axis=-1).sum()) <= 1
         probs = np.asarray(tiny_predict(jnp.asarray(adv[None], jnp.float32)))[0]
         np.testing.assert_allclose(probs, r["probs"], atol=1e-5)
@@ -123,88 +134,124 @@ def test_untargeted_sweep_records_rebuild_adversarials_and_report(tiny, tmp_path
         after = np.asarray(r["pixels"], float)[:, 2:]
         assert r["distortion"] == pytest.approx(np.abs(after - before).mean())
 
+    write_report(out)
     summary = json.loads((out / "summary.json").read_text())
     de = summary["methods"]["de"]
     n_success = sum(r["success"] for r in recs if r["method"] == "de")
     assert de["success"]["successes"] == n_success and de["success"]["trials"] == 5
-    assert summary["de_vs_random"]["trials"] == 5
+    (cmp,) = summary["comparisons"]
+    assert (cmp["a"], cmp["b"], cmp["trials"]) == ("de", "random", 5)
     text = (out / "report.md").read_text()
     for fig in ("class_pairs.png", "per_class.png", "fitness.png"):
         assert (out / fig).stat().st_size > 1000 and f"({fig})" in text
     assert "target_counts.png" not in text  # only for targeted modes
 
 
-def test_all_targets_resume_after_kill_matches_uninterrupted_run(tiny, tmp_path, monkeypatch):
-    args = ["--mode", "all-targets", "--n-images", "3", "--early-stop", "success"]
+def test_method_order_sets_the_per_method_key(tmp_path):
+    """Method m of a chunk uses fold_in(chunk key, m): random first gives random the DE keys."""
+    a = tmp_path / "a"
+    sweep(a, config(methods=("de", "random"), early_stop=None, n_images=2))
+    b = tmp_path / "b"
+    sweep(b, config(methods=("random", "de"), early_stop=None, n_images=2))
+    ra = {run_folder.record_key(r): r for r in records_without_timing(a)}
+    rb = {run_folder.record_key(r): r for r in records_without_timing(b)}
+    only_de = tmp_path / "c"
+    sweep(only_de, config(methods=("de",), early_stop=None, n_images=2))
+    rc = {run_folder.record_key(r): r for r in records_without_timing(only_de)}
+    assert {k: v for k, v in ra.items() if k[0] == "de"} == rc  # adding a baseline changes no DE
+    assert ra != rb and set(ra) == set(rb)
+
+
+def test_all_targets_resume_after_kill_matches_uninterrupted_run(tmp_path):
+    cfg = config(mode="all-targets", n_images=3, early_stop="success")
     ref = tmp_path / "ref"
-    assert run(base_args(ref, *args, "--no-report")) == 0
-    expected = records_without_timing(ref / "results.jsonl")
+    sweep(ref, cfg)
+    expected = records_without_timing(ref)
     assert len(expected) == 3 * (K - 1)
     for r in expected:
         assert r["target"] != r["label"] and r["queries"] % 8 == 0
 
     # Second run: the process "dies" during the second engine call.
     out = tmp_path / "killed"
-    real = opj.attack
-    state = {"calls": 0}
-
-    def dying(*a, **kw):
-        state["calls"] += 1
-        if state["calls"] == 2:
-            raise KeyboardInterrupt
-        return real(*a, **kw)
-
-    monkeypatch.setattr(opj, "attack", dying)
-    assert run(base_args(out, *args, "--no-report")) == 130
-    partial = sweep.read_records(out / "results.jsonl")
+    with pytest.raises(KeyboardInterrupt):
+        sweep(out, cfg, CountingEngine(die_at=2))
+    partial = run_folder.read_records(out)
     assert len(partial) == 2 * (K - 1)  # the first chunk (2 images) survived
     with open(out / "results.jsonl", "a") as fh:  # and a torn half record after it
         fh.write('{"method": "de", "index": 5, "lab')
-    monkeypatch.setattr(opj, "attack", real)
 
     # Resume with another engine batch size: same records, none lost, none duplicated.
-    assert run(base_args(out, *args, "--batch-size", "3")) == 0
-    got = records_without_timing(out / "results.jsonl")
-    assert sorted(map(sweep.record_key, got)) == sorted(map(sweep.record_key, expected))
-    assert sorted(got, key=sweep.record_key) == sorted(expected, key=sweep.record_key)
-    summary = json.loads((out / "summary.json").read_text())
+    outcome = sweep(out, cfg, batch_size=3)
+    assert outcome.attacks_reused == 2 * (K - 1) and outcome.attacks_run == K - 1
+    got = records_without_timing(out)
+    key = run_folder.record_key
+    assert sorted(map(key, got)) == sorted(map(key, expected))
+    assert sorted(got, key=key) == sorted(expected, key=key)
+    summary = write_report(out)
     de = summary["methods"]["de"]
     assert sum(de["target_histogram"]) == 3
     assert de["targets_per_image"] == pytest.approx(sum(r["success"] for r in got) / 3)
 
-    # A finished run resumes as a no-op (no engine call).
-    calls = tiny["engine"]
-    assert run(base_args(out, *args, "--no-report")) == 0
-    assert tiny["engine"] == calls
+    # A finished run resumes as a no-op (no engine call) and says so.
+    engine = CountingEngine()
+    outcome = sweep(out, cfg, engine)
+    assert engine.calls == 0 and outcome.reused_finished_run
 
 
-def test_changed_configuration_is_refused(tiny, tmp_path, capsys):
+def test_progress_reports_every_chunk(tmp_path):
+    seen = []
+    sweep(tmp_path / "run", config(n_images=3, chunk_size=1), progress=seen.append)
+    ends = [(p.images_done, p.step) for p in seen if p.step or not p.partial]
+    assert ends == [(0, 0), (1, 1), (2, 1), (3, 1)]
+    assert all(p.images_total == 3 for p in seen) and seen[-1].queries > 0
+    # within a chunk, per generation: the fraction of the chunk's budget spent
+    within = [p for p in seen if p.partial]
+    assert len(within) >= 3 and all(0 < p.partial <= 1 and p.chunk_images == 1 for p in within)
+
+
+def test_changed_configuration_is_refused(tmp_path):
     out = tmp_path / "run"
-    assert run(base_args(out, "--n-images", "2", "--early-stop", "none", "--no-report")) == 0
+    sweep(out, config(n_images=2, early_stop=None))
     before = (out / "results.jsonl").read_bytes()
-    capsys.readouterr()
-    assert run(base_args(out, "--n-images", "2", "--early-stop", "none", "--popsize", "10")) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "different configuration" in err and "popsize" in err
+    with pytest.raises(UsageError, match="different configuration.*popsize"):
+        sweep(out, config(n_images=2, early_stop=None, popsize=10))
+    with pytest.raises(UsageError, match="model checksum"):
+        sweep(out, config(n_images=2, early_stop=None), card=dict(CARD, sha256="1" * 64))
+    with pytest.raises(UsageError, match="methods"):
+        sweep(out, config(n_images=2, early_stop=None, methods=("de", "random")))
     assert (out / "results.jsonl").read_bytes() == before
 
 
-def test_growing_n_images_extends_the_run_like_a_single_larger_run(tiny, tmp_path, capsys):
-    args = ["--mode", "targeted", "--early-stop", "success", "--no-report"]
+def test_old_run_json_with_baseline_resumes(tmp_path):
+    """Runs written before configs named their methods (``baseline``) still resume."""
+    out = tmp_path / "run"
+    cfg = config(n_images=2, early_stop=None, methods=("de", "random"))
+    sweep(out, cfg)
+    info = json.loads((out / "run.json").read_text())
+    old = dict(info["config"], baseline="random")
+    del old["methods"]
+    (out / "run.json").write_text(json.dumps(dict(info, config=old)))
+    engine = CountingEngine()
+    assert sweep(out, cfg, engine).reused_finished_run and engine.calls == 0
+
+
+def test_growing_n_images_extends_the_run_like_a_single_larger_run(tmp_path):
+    cfg = config(mode="targeted", early_stop="success")
     ref = tmp_path / "ref"
-    assert run(base_args(ref, *args)) == 0  # 5 images in one go
+    sweep(ref, cfg)  # 5 images in one go
     out = tmp_path / "grown"
-    assert run(base_args(out, *args, "--n-images", "3")) == 0
-    first = records_without_timing(out / "results.jsonl")
+    sweep(out, config(mode="targeted", early_stop="success", n_images=3))
+    first = records_without_timing(out)
     assert len(first) == 3
-    calls = tiny["engine"]
-    assert run(base_args(out, *args)) == 0  # --n-images 5: only the 2 new images are attacked
+    engine = CountingEngine()
+    assert sweep(out, cfg, engine).grown  # only the 2 new images are attacked
     # chunks of 2: [2, 3] is repeated (image 2 is done, its record is kept) and [4] is new
-    assert tiny["engine"] == calls + 2
-    got = records_without_timing(out / "results.jsonl")
+    assert engine.calls == 2
+    got = records_without_timing(out)
     assert got[:3] == first  # earlier records untouched
-    expected = records_without_timing(ref / "results.jsonl")
-    assert sorted(got, key=sweep.record_key) == sorted(expected, key=sweep.record_key)
+    expected = records_without_timing(ref)
+    key = run_folder.record_key
+    assert sorted(got, key=key) == sorted(expected, key=key)
     info, ref_info = (json.loads((d / "run.json").read_text()) for d in (out, ref))
     assert info["indices"] == ref_info["indices"] and info["config"] == ref_info["config"]
     assert info["grown"][0]["from"] == 3 and info["grown"][0]["to"] == 5
@@ -212,78 +259,98 @@ def test_growing_n_images_extends_the_run_like_a_single_larger_run(tiny, tmp_pat
     with np.load(out / "images.npz") as saved:
         assert saved["indices"].tolist() == info["indices"]
 
-    # Shrinking is refused with one line, and nothing changes.
+    # Shrinking is refused, and nothing changes.
     before = (out / "results.jsonl").read_bytes()
-    capsys.readouterr()
-    assert run(base_args(out, *args, "--n-images", "4")) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "can grow, not shrink" in err
+    with pytest.raises(UsageError, match="can grow, not shrink"):
+        sweep(out, config(mode="targeted", early_stop="success", n_images=4))
     assert (out / "results.jsonl").read_bytes() == before
 
 
 @pytest.mark.parametrize(
-    "extra, message",
+    "overrides, card, message",
     [
-        (["--model", "nope"], "unknown model"),
-        (["--dataset", "nope"], "unknown dataset"),
-        (["--n-images", "13"], "larger than"),
-        (["--pixels", "0"], "--pixels must be at least 1"),
-        (["--pixels", "17"], "exceeds"),
-        (["--data-dir", "/nonexistent/data"], "data directory not found"),
-        (["--threshold", "0.5"], "--threshold only applies"),
-        (["--n-images", "11"], "classified correctly"),
-        (["--model", "tiny-8x8"], "takes 8x8x1 images, toy has 4x4x3"),
+        ({"n_images": 13}, CARD, "larger than"),
+        ({"pixels": 17}, CARD, "exceeds"),
+        ({"n_images": 11}, CARD, "classified correctly"),
+        ({}, dict(CARD, input_shape=[8, 8, 1]), "takes 8x8x1 images, toy has 4x4x3"),
     ],
 )
-def test_usage_errors_exit_2_before_any_work(tiny, tmp_path, capsys, extra, message):
+def test_impossible_inputs_are_refused_before_any_work(tmp_path, overrides, card, message):
     out = tmp_path / "run"
-    assert run(base_args(out, *extra)) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and message in err
-    assert tiny["engine"] == 0 and not (out / "results.jsonl").exists()
+    engine = CountingEngine()
+    with pytest.raises(UsageError, match=message):
+        sweep(out, config(**overrides), engine, card=card)
+    assert engine.calls == 0 and not (out / "results.jsonl").exists()
 
 
-def test_unwritable_out_is_refused(tiny, tmp_path, capsys):
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    assert run(base_args(blocker / "run")) == 2
-    assert "not writable" in capsys.readouterr().err
-    assert tiny["engine"] == 0
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"pixels": 0}, "pixels"),
+        ({"popsize": 3}, "popsize"),
+        ({"max_iters": -1}, "max_iters"),
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"n_images": 2.5}, "n_images"),
+        ({"seed": 2**32}, "seed"),
+        ({"seed": -1}, "seed"),
+        ({"mode": "sideways"}, "mode"),
+        ({"early_stop": "never"}, "early_stop"),
+        ({"threshold": 0.5}, "threshold"),  # only with early_stop="threshold"
+        ({"early_stop": "threshold", "threshold": 1.5}, "threshold"),
+        ({"methods": ()}, "methods"),
+        ({"methods": ("de", "de")}, "methods"),
+        ({"methods": ("annealing",)}, "methods"),
+        ({"model": ""}, "model"),
+    ],
+)
+def test_sweep_config_names_the_bad_field(overrides, field):
+    with pytest.raises(SettingError) as info:
+        config(**overrides)
+    assert info.value.field == field and str(info.value).startswith(field)
+    assert isinstance(info.value, ValueError)
+
+
+def test_run_sweep_rejects_bad_arguments(tmp_path):
+    with pytest.raises(TypeError, match="SweepConfig"):
+        run_sweep({"model": "tiny"}, tmp_path, tiny_predict, IMAGES, LABELS)
+    with pytest.raises(SettingError, match="batch_size"):
+        sweep(tmp_path / "r", config(), batch_size=0)
+    with pytest.raises(UsageError, match="images must be"):
+        run_sweep(config(), tmp_path / "r", tiny_predict, IMAGES[:, 0, 0], LABELS)
+
+
+def test_command_line_round_trips_every_field(tmp_path):
+    cfg = config(
+        mode="targeted", early_stop="threshold", threshold=0.3, methods=("random", "de"),
+        include_misclassified=True, seed=2**32 - 1,
+    )  # fmt: skip
+    line = command_line(cfg, tmp_path / "x y", data_dir="/d")
+    parser = argparse.ArgumentParser()
+    cli_attack.add_arguments(parser)
+    args = parser.parse_args(shlex.split(line)[2:])
+    assert cli_attack.config_from_args(args) == cfg and args.data_dir == "/d"
 
 
 def test_error_messages_fit_one_line():
     err = FileNotFoundError(
         "dataset 'x' not found; looked in:\n  - /a/x\n  - /b/x\nPut files there."
     )
-    assert sweep._one_line(err) == "dataset 'x' not found; looked in: /a/x"
-    assert sweep._one_line(ValueError("bad\nmore")) == "bad"
-    assert sweep._one_line(KeyError()) == "KeyError"
-
-
-def test_read_records_repairs_torn_last_line(tmp_path):
-    path = tmp_path / "results.jsonl"
-    good = [{"method": "de", "index": i, "target": None} for i in range(3)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in good) + '{"method": "de", "ind')
-    assert sweep.read_records(path) == good
-    assert sweep.read_records(path, repair=True) == good
-    assert path.read_text().endswith("}\n") and len(path.read_text().splitlines()) == 3
-    # A complete last record without its newline is dropped too (it may be cut mid-number).
-    path.write_text(path.read_text() + json.dumps({"method": "de", "index": 9, "target": 1}))
-    assert sweep.read_records(path, repair=True) == good
-    path.write_text('{"broken\n' + json.dumps(good[0]) + "\n")
-    with pytest.raises(ValueError):
-        sweep.read_records(path)
+    assert inputs.one_line(err) == "dataset 'x' not found; looked in: /a/x"
+    assert inputs.one_line(ValueError("bad\nmore")) == "bad"
+    assert inputs.one_line(KeyError()) == "KeyError"
 
 
 def test_auto_batch_size_bounds_values_per_call():
-    assert sweep.auto_batch_size(400, (32, 32, 3)) == 3
-    assert sweep.auto_batch_size(400, (8, 8, 1)) == 163
-    assert sweep.auto_batch_size(400, (227, 227, 3)) == 1
+    assert auto_batch_size(400, (32, 32, 3)) == 3
+    assert auto_batch_size(400, (8, 8, 1)) == 163
+    assert auto_batch_size(400, (227, 227, 3)) == 1
 
 
 def test_targets_for_modes():
-    assert sweep.targets_for("untargeted", 2, 10, 0, 5) == [None]
-    assert sweep.targets_for("all-targets", 2, 4, 0, 5) == [0, 1, 3]
-    picks = {sweep.targets_for("targeted", 2, 10, 0, i)[0] for i in range(200)}
+    assert targets_for("untargeted", 2, 10, 0, 5) == [None]
+    assert targets_for("all-targets", 2, 4, 0, 5) == [0, 1, 3]
+    picks = {targets_for("targeted", 2, 10, 0, i)[0] for i in range(200)}
     assert 2 not in picks and picks == set(range(10)) - {2}
-    assert sweep.targets_for("targeted", 2, 10, 0, 7) == sweep.targets_for("targeted", 2, 10, 0, 7)
+    assert targets_for("targeted", 2, 10, 0, 7) == targets_for("targeted", 2, 10, 0, 7)
+    with pytest.raises(ValueError, match="mode"):
+        targets_for("sideways", 2, 10, 0, 7)

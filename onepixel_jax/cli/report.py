@@ -1,0 +1,69 @@
+"""onepixel report RUN_DIR [RUN_DIR ...]: the paper's measurements and figures of run folders.
+
+Reads run.json and results.jsonl written by onepixel attack and writes, into the same folder,
+summary.json, report.md and PNG figures of the run's main method: class_pairs.png,
+target_counts.png (targeted modes), per_class.png, fitness.png and examples.png. Every other
+method of the run is compared with the main one on the same attacks (McNemar's exact test).
+With several folders, or --table FILE, it also writes a Markdown table comparing the runs side
+by side, one row per run and method.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from onepixel_jax.cli import errors
+
+
+def run(args: argparse.Namespace) -> int:
+    from onepixel_jax.experiments import run_folder
+    from onepixel_jax.experiments.report import REPORT_HINT, comparison_table, write_report
+    from onepixel_jax.experiments.summary import summary_line
+
+    for run_dir in args.run_dirs:  # every folder readable before anything is written
+        run_folder.load_run(run_dir, REPORT_HINT)
+        run_folder.saved_image_count(run_dir, REPORT_HINT)
+    if args.table:
+        table_path = Path(args.table)
+        if table_path.is_dir():
+            raise errors.UsageError(f"--table {args.table} is a directory")
+        errors.check_output_dir(table_path.parent if str(table_path.parent) else ".", "--table")
+    for run_dir in args.run_dirs:
+        summary = write_report(run_dir)
+        print(f"{Path(run_dir).name}: {summary_line(summary)}")
+        print(f"wrote {Path(run_dir) / run_folder.REPORT}")
+    if args.table or len(args.run_dirs) > 1:
+        table = comparison_table(args.run_dirs)
+        if args.table:
+            Path(args.table).write_text(table)
+            print(f"wrote {args.table}")
+        else:
+            print(table, end="")
+    return 0
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add the ``report`` sub-command."""
+    p = subparsers.add_parser(
+        "report",
+        help="measurements and figures of attack run folders, and a table comparing them",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "run_dirs",
+        nargs="+",
+        metavar="RUN_DIR",
+        type=errors.non_empty,
+        help="run folder(s) written by onepixel attack",
+    )
+    p.add_argument(
+        "--table",
+        metavar="FILE",
+        type=errors.non_empty,
+        help="write a Markdown table with one row per run and method to FILE (printed when "
+        "several runs are given and FILE is not)",
+    )
+    p.set_defaults(func=run)

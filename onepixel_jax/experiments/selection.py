@@ -1,0 +1,72 @@
+"""Which images a sweep attacks, with which label, and towards which targets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from onepixel_jax.errors import UsageError
+
+MODES = ("untargeted", "targeted", "all-targets")
+SELECT_BATCH = 256
+
+
+def select_images(
+    predict_fn: Callable,
+    images: np.ndarray,
+    labels: np.ndarray,
+    n_images: int,
+    include_misclassified: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dataset indices, attack labels and clean-image probabilities of the attacked images.
+
+    Default: the first ``n_images`` images (dataset order) the model classifies correctly,
+    attacked with their true label. ``include_misclassified``: the first ``n_images`` images,
+    attacked with the model's own prediction as label.
+
+    Args:
+      predict_fn: ``(B, H, W, C)`` float32 pixels in [0, 255] -> ``(B, K)`` probabilities.
+      images: ``(N, H, W, C)`` uint8 dataset images; ``labels``: ``(N,)`` int.
+
+    Returns:
+      ``(indices (n,) int64, attack labels (n,) int64, probabilities (n, K) float32)``.
+
+    Raises:
+      UsageError: fewer than ``n_images`` images qualify.
+    """
+    from onepixel_jax.targets import predict_in_batches
+
+    chosen, chosen_labels, chosen_probs = [], [], []
+    for start in range(0, len(images), SELECT_BATCH):
+        block = images[start : start + SELECT_BATCH]
+        probs = np.asarray(predict_in_batches(predict_fn, block.astype(np.float32), SELECT_BATCH))
+        pred = probs.argmax(axis=1)
+        for j in range(len(block)):
+            idx = start + j
+            if include_misclassified or pred[j] == labels[idx]:
+                chosen.append(idx)
+                chosen_labels.append(int(pred[j]))
+                chosen_probs.append(probs[j])
+                if len(chosen) == n_images:
+                    return np.array(chosen), np.array(chosen_labels), np.array(chosen_probs)
+    raise UsageError(
+        f"only {len(chosen)} of the {len(images)} images are classified correctly, "
+        f"fewer than the {n_images} asked for (lower --n-images or add --include-misclassified)"
+    )
+
+
+def targets_for(mode: str, label: int, num_classes: int, seed: int, index: int) -> list:
+    """The targets attacked for one image in ``mode`` (one of :data:`MODES`).
+
+    ``[None]`` (untargeted), one class drawn from ``default_rng([seed, index])`` among the
+    others (targeted), or every other class in order (all-targets).
+    """
+    if mode == "untargeted":
+        return [None]
+    if mode == "targeted":
+        rng = np.random.default_rng([seed, index])
+        return [int((label + 1 + rng.integers(num_classes - 1)) % num_classes)]
+    if mode == "all-targets":
+        return [k for k in range(num_classes) if k != label]
+    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
