@@ -1,0 +1,102 @@
+"""ONNX export (onepixel_jax.targets.export): every committed checkpoint matches JAX within 1e-5."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import onnx
+import pytest
+
+import onepixel_jax as opj
+from onepixel_jax.targets import export
+from onepixel_jax.targets.host import META_CARD, from_onnx
+
+CHECKPOINTS = opj.models.list_models()
+
+
+def _images(card, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` random images plus a black and a white one (pooling edges, saturated inputs)."""
+    shape = tuple(card["input_shape"])
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (n, *shape)).astype(np.float32)
+    return np.concatenate([x, np.zeros((1, *shape), np.float32), np.full((1, *shape), 255.0)])
+
+
+def test_every_committed_checkpoint_is_covered():
+    assert {"digits-cnn", "lenet-mnist", "allconv-cifar10", "nin-cifar10", "vgg16-cifar10"} <= set(
+        CHECKPOINTS
+    )
+
+
+@pytest.mark.parametrize("name", CHECKPOINTS)
+def test_export_matches_jax_within_1e_5(name, tmp_path):
+    path = tmp_path / f"{name}.onnx"
+    model = export.export_checkpoint(name, path)
+    predict_fn, card = opj.models.load(name)
+    assert path.is_file() and path.read_bytes() == model.SerializeToString()
+    diff = export.max_abs_difference(path, predict_fn, _images(card, 5))
+    assert diff <= 1e-5, f"{name}: ONNX and JAX differ by {diff:.3g}"
+
+    graph = model.graph
+    assert [i.name for i in graph.input] == ["images"]
+    assert [o.name for o in graph.output] == ["probs"]
+    dims = graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == list(card["input_shape"])
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["onepixel.layout"] == "NHWC" and meta["onepixel.output"] == "probs"
+    assert f'"name": "{name}"' in meta[META_CARD]
+
+
+def test_dynamic_batch_and_the_adapter_defaults(tmp_path):
+    path = tmp_path / "digits.onnx"
+    export.export_checkpoint("digits-cnn", path)
+    predict_fn, card = opj.models.load("digits-cnn")
+    target = from_onnx(path)  # no arguments: NHWC, [0, 255], probs from the metadata
+    assert (target.layout, target.scale, target.output) == ("NHWC", (0.0, 255.0), "probs")
+    assert target.num_classes == 10 and target.model_input_shape == (None, 8, 8, 1)
+    for n in (1, 7):
+        x = _images(card, n, seed=n)
+        np.testing.assert_allclose(jax.jit(target)(x), predict_fn(x), atol=1e-5, rtol=0)
+
+
+def test_to_onnx_of_a_plain_jax_function_with_pooling():
+    """Max and average pooling with padding (as NiN's) go through the slice rewrite."""
+
+    def predict_fn(x):
+        y = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        y = nn.avg_pool(y, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        y = nn.max_pool(y - 100.0, (2, 2), strides=(2, 2))
+        return jax.nn.softmax(y.reshape(y.shape[0], -1), axis=-1)
+
+    model = export.to_onnx(predict_fn, (9, 9, 2), metadata={"extra": "1"})
+    onnx.checker.check_model(model)
+    assert {p.key: p.value for p in model.metadata_props}["extra"] == "1"
+    x = np.random.default_rng(0).uniform(0, 255, (3, 9, 9, 2)).astype(np.float32)
+    assert export.max_abs_difference(model, predict_fn, x) <= 1e-6
+
+
+def test_pool_rewrite_is_exact_for_max_and_matches_sum():
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 7, 6, 3)), jnp.float32)
+    for pad in ((0, 0), (1, 1), (0, 1), (2, 1)):
+        padding = ((0, 0), pad, pad, (0, 0))
+        params = {
+            "window_dimensions": (1, 3, 3, 1),
+            "window_strides": (1, 2, 2, 1),
+            "padding": padding,
+            "base_dilation": (1, 1, 1, 1),
+            "window_dilation": (1, 1, 1, 1),
+        }
+        assert export._spatial_window(params)
+        got = export._pool_by_slices(x, params, jnp.maximum)
+        want = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1), padding)
+        np.testing.assert_array_equal(got, want)
+        got = export._pool_by_slices(x, params, jnp.add)
+        want = jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, 3, 3, 1), (1, 2, 2, 1), padding)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_bad_input_shape():
+    with pytest.raises(ValueError, match="input_shape must be"):
+        export.to_onnx(lambda x: x, (8, 8))
