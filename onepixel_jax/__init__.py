@@ -5,7 +5,8 @@ The curated API: :func:`attack`, :func:`random_search`, :class:`AttackConfig`,
 ``targets``, ``objective``, ``perturb``, ``metrics``, ``models`` (the model zoo) and ``data``.
 """
 
-from . import data, metrics, models, objective, perturb, search, targets
+from . import data, metrics, objective, perturb, search, targets, zoo
+from . import zoo as models  # opj.models: the model zoo under its established name
 from .engine import AttackConfig, AttackResult, attack, probs_from_logits, random_search
 from .perturb import apply_pixels, decode_candidate
 from .targets import predict_in_batches

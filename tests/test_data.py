@@ -8,6 +8,8 @@ import os
 import pickle
 import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -213,11 +215,9 @@ def test_corrupt_npz_without_known_checksum(tmp_path, monkeypatch):
     buf = io.BytesIO()
     np.savez(buf, x=np.zeros((2, 32, 32, 3), np.uint8), y=np.zeros(2, np.uint8))
     (target / "test_first1000.npz").write_bytes(buf.getvalue()[:50])
-    monkeypatch.setattr(data, "KNOWN_SHA256", {})
-    data._SUMS_CACHE.clear()
+    monkeypatch.setattr(data.checksums, "KNOWN_SHA256", {})
     with pytest.raises(ValueError, match="not a readable npz"):
         data.load("cifar10", "test", data_dir=tmp_path)
-    data._SUMS_CACHE.clear()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,20 +302,97 @@ def test_class_per_folder_tree(tmp_path):
     np.testing.assert_array_equal(x[2], expected[("cat", 0)])
 
 
-def test_tfds_fallback_with_mock_data(tmp_path, monkeypatch):
-    """The online source, on tfds' mock data. scripts/test.sh installs the tfds extra, so under
-    CI=true a missing tensorflow-datasets is a failure, not a skip."""
+_NO_NETWORK = """
+import socket, sys, time
+def refuse(*args, **kwargs):
+    raise RuntimeError("network access attempted")
+socket.socket.connect = refuse
+socket.create_connection = refuse
+socket.getaddrinfo = refuse
+from onepixel_jax import data
+start = time.perf_counter()
+try:
+    data.load(sys.argv[1], "test", data_dir=sys.argv[2])
+except data.DataNotFoundError as err:
+    print("ERROR", err)
+print("SECONDS", time.perf_counter() - start)
+print("TENSORFLOW", "tensorflow" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+@pytest.mark.parametrize("kind", ["missing", "empty", "empty-subfolder"])
+def test_missing_data_is_one_line_without_network_or_tensorflow(tmp_path, name, kind):
+    """No data and no download=True: a DataNotFoundError at once, whatever extras are
+    installed (tensorflow-datasets is, in the test environment), and no tensorflow import."""
+    target = tmp_path / "data"
+    if kind != "missing":
+        target.mkdir()
+    if kind == "empty-subfolder":
+        (target / name).mkdir()
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "JAX_PLATFORMS": "cpu"}
+    env.pop(data.ENV_VAR, None)
+    out = subprocess.run(
+        [sys.executable, "-c", _NO_NETWORK, name, str(target)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
+    ).stdout
+    lines = dict(line.split(" ", 1) for line in out.splitlines())
+    message = lines["ERROR"]
+    assert str(target / name) in message
+    assert "ONEPIXEL_DATA_DIR" in message and "download=True" in message
+    assert "--download" in message
+    assert float(lines["SECONDS"]) < 5.0
+    assert lines["TENSORFLOW"] == "False"
+
+
+def test_not_downloadable_splits_say_so(tmp_path):
+    with pytest.raises(data.DataNotFoundError, match="cannot be downloaded"):
+        data.load("cifar10", "test-jpeg", data_dir=tmp_path, download=True)
+    with pytest.raises(TypeError, match="download"):
+        data.load("mnist", "test", data_dir=tmp_path, download="yes")
+
+
+def _tfds_or_skip():
+    """scripts/test.sh installs the tfds extra, so under CI=true a missing tensorflow-datasets
+    is a failure, not a skip."""
     if os.environ.get("CI", "").lower() == "true":
         import tensorflow_datasets as tfds
-    else:
-        tfds = pytest.importorskip("tensorflow_datasets")
-    monkeypatch.setattr(data, "_cache_dir", lambda: tmp_path / "cache")
+
+        return tfds
+    return pytest.importorskip("tensorflow_datasets")
+
+
+def test_download_with_mock_data(tmp_path):
+    """``download=True`` goes through tensorflow-datasets (on its mock data: no network)."""
+    tfds = _tfds_or_skip()
     empty = tmp_path / "empty"
     empty.mkdir()
     with tfds.testing.mock_data(num_examples=5):
-        x, y, classes = data.load("mnist", "test", data_dir=empty)
-        xc, yc, cifar_classes = data.load("cifar10", "train", data_dir=empty, limit=3)
+        x, y, classes = data.load("mnist", "test", data_dir=empty, download=True)
+        xc, yc, cifar_classes = data.load(
+            "cifar10", "train", data_dir=empty, limit=3, download=True
+        )
     assert x.shape == (5, 28, 28, 1) and x.dtype == np.uint8
     assert y.dtype == np.int32 and len(classes) == 10 and ((y >= 0) & (y < 10)).all()
     assert xc.shape == (3, 32, 32, 3) and xc.dtype == np.uint8 and yc.shape == (3,)
     assert cifar_classes[:2] == ["airplane", "automobile"]
+
+
+def test_download_dir_follows_data_dir_then_env(tmp_path, monkeypatch):
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "env"))
+    assert data.download_dir(tmp_path / "x") == tmp_path / "x"
+    assert data.download_dir() == tmp_path / "env"
+    monkeypatch.delenv(data.ENV_VAR)
+    assert data.download_dir().parts[-2:] == ("onepixel_jax", "data")
+
+
+def test_prepared_tfds_copy_is_found_without_download(tmp_path):
+    assert not data.download.prepared(tmp_path, "mnist")
+    version = tmp_path / "tfds" / "mnist" / "3.0.1"
+    version.mkdir(parents=True)
+    (version / "dataset_info.json").write_text("{}")
+    assert data.download.prepared(tmp_path, "mnist")

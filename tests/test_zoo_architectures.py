@@ -1,16 +1,13 @@
-"""Tests of opj.models: exact parameter counts, shapes, normalisation, checkpoint loading."""
+"""Tests of opj.zoo.architectures: exact parameter counts, output shapes, normalisation."""
 
 from __future__ import annotations
-
-import hashlib
-import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from onepixel_jax import models
+from onepixel_jax.zoo import architectures as models
 
 KEY = jax.random.PRNGKey(0)
 
@@ -210,7 +207,7 @@ def test_normalisation_happens_inside():
 
 def test_local_response_norm_matches_numpy():
     x = np.random.default_rng(0).normal(size=(2, 3, 3, 7)).astype(np.float32) * 30
-    got = np.asarray(models._local_response_norm(jnp.asarray(x)))
+    got = np.asarray(models.local_response_norm(jnp.asarray(x)))
     expected = np.empty_like(x)
     for c in range(7):
         lo, hi = max(0, c - 2), min(7, c + 3)
@@ -226,69 +223,3 @@ def test_create_rejects_bad_arguments():
         models.create("lenet", depth=3)
     with pytest.raises(ValueError, match="width"):
         models.create("lenet", width=0)
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def _write_checkpoint(directory, arch="digits-cnn", width=0.25):
-    model = models.create(arch, width=width)
-    shape = models.ARCHITECTURES[arch].input_shape
-    variables = models.init_variables(model, shape, KEY)
-    digest = models.save_checkpoint(directory / models.CHECKPOINT_FILE, variables)
-    card = {
-        "name": directory.name,
-        "architecture": arch,
-        "model_kwargs": {"width": width, "num_classes": 10},
-        "input_shape": list(shape),
-        "checkpoint_sha256": digest,
-    }
-    (directory / models.CARD_FILE).write_text(json.dumps(card))
-    return model, variables
-
-
-def test_load_returns_probabilities_matching_the_module(tmp_path):
-    model, variables = _write_checkpoint(tmp_path)
-    predict_fn, card = models.load(tmp_path)
-    assert card["architecture"] == "digits-cnn"
-    x = jax.random.uniform(jax.random.PRNGKey(3), (4, 8, 8, 1), minval=0, maxval=255)
-    probs = jax.jit(predict_fn)(x)
-    assert probs.shape == (4, 10)
-    np.testing.assert_allclose(np.sum(probs, axis=1), 1.0, rtol=1e-5)
-    expected = jax.nn.softmax(jax.jit(model.apply)(variables, x))
-    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="batch"):
-        predict_fn(jnp.zeros((2, 9, 9, 1)))
-
-
-def test_load_checks_sha256(tmp_path):
-    _write_checkpoint(tmp_path)
-    path = tmp_path / models.CHECKPOINT_FILE
-    data = bytearray(path.read_bytes())
-    data[-1] ^= 0xFF
-    path.write_bytes(bytes(data))
-    assert (
-        hashlib.sha256(bytes(data)).hexdigest()
-        != json.loads((tmp_path / models.CARD_FILE).read_text())["checkpoint_sha256"]
-    )
-    with pytest.raises(ValueError, match="SHA-256"):
-        models.load(tmp_path)
-
-
-def test_load_rejects_checkpoint_of_another_architecture(tmp_path):
-    _write_checkpoint(tmp_path, width=0.25)
-    card = json.loads((tmp_path / models.CARD_FILE).read_text())
-    card["model_kwargs"]["width"] = 0.5
-    (tmp_path / models.CARD_FILE).write_text(json.dumps(card))
-    with pytest.raises(ValueError, match="does not match"):
-        models.load(tmp_path)
-
-
-def test_unknown_name_lists_known_checkpoints():
-    with pytest.raises(ValueError, match="known checkpoints") as info:
-        models.load("no-such-model")
-    for name in models.list_models():
-        assert name in str(info.value)
-    with pytest.raises(TypeError, match="name_or_path"):
-        models.load(3)

@@ -1,9 +1,10 @@
-"""Target networks of the one-pixel paper as Flax linen modules, and checkpoint loading.
+"""Target networks of the one-pixel paper as Flax linen modules.
 
 Every module takes float pixels in ``[0, 255]`` of shape ``(B, H, W, C)`` and normalises them
 inside (``(x - mean) / std`` with ``mean`` and ``std`` in pixel units), so an attack can work
-directly in pixel space. Every module returns logits ``(B, K)``; :func:`load` wraps a trained
-checkpoint into ``predict_fn(batch) -> probs`` (softmax), the function ``opj.attack`` expects.
+directly in pixel space. Every module returns logits ``(B, K)``;
+:func:`onepixel_jax.zoo.checkpoints.load` wraps a trained checkpoint into
+``predict_fn(batch) -> probs`` (softmax), the function ``opj.attack`` expects.
 
 ``width`` scales the number of channels / hidden units of every layer except the classifier
 output (rounded, at least 1; a multiple of the group count for grouped convolutions). At
@@ -17,32 +18,29 @@ used by attacks) runs BatchNorm on its running averages and disables dropout.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import serialization
 
 __all__ = [
     "ARCHITECTURES",
     "AllConv",
     "AlexNet",
+    "Architecture",
     "DigitsCNN",
     "LeNet",
     "NiN",
     "VGG16",
     "create",
-    "list_models",
-    "load",
-    "models_dir",
+    "init_variables",
+    "local_response_norm",
+    "normalise",
     "param_count",
-    "sha256_file",
+    "scaled",
 ]
 
 # Per-channel statistics in pixel units (0-255) of the training sets.
@@ -57,9 +55,6 @@ IMAGENET_STD = (1.0, 1.0, 1.0)
 DIGITS_MEAN = (0.0,)
 DIGITS_STD = (255.0,)
 
-CHECKPOINT_FILE = "params.msgpack"
-CARD_FILE = "card.json"
-
 
 def scaled(channels: int, width: float, multiple: int = 1) -> int:
     """Number of channels of a layer at ``width``: ``round(channels * width)``, at least
@@ -68,7 +63,8 @@ def scaled(channels: int, width: float, multiple: int = 1) -> int:
     return max(multiple, n)
 
 
-def _normalise(x: jax.Array, mean: Sequence[float], std: Sequence[float]) -> jax.Array:
+def normalise(x: jax.Array, mean: Sequence[float], std: Sequence[float]) -> jax.Array:
+    """``(x - mean) / std`` per channel, in float32; ``mean`` and ``std`` in pixel units."""
     x = jnp.asarray(x, jnp.float32)
     mean_a = jnp.asarray(mean, jnp.float32)
     std_a = jnp.asarray(std, jnp.float32)
@@ -121,7 +117,7 @@ class AllConv(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        x = _normalise(x, self.mean, self.std)
+        x = normalise(x, self.mean, self.std)
         c1, c2 = scaled(96, self.width), scaled(192, self.width)
         bn = self.batch_norm
         x = nn.Dropout(self.input_dropout, deterministic=not train)(x)
@@ -156,7 +152,7 @@ class NiN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        x = _normalise(x, self.mean, self.std)
+        x = normalise(x, self.mean, self.std)
         w, bn = self.width, self.batch_norm
         x = _ConvBNReLU(scaled(192, w), 5, padding=2, batch_norm=bn)(x, train)
         x = _ConvBNReLU(scaled(160, w), 1, padding=0, batch_norm=bn)(x, train)
@@ -212,7 +208,7 @@ class VGG16(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        x = _normalise(x, self.mean, self.std)
+        x = normalise(x, self.mean, self.std)
         for item in _VGG16_CFG:
             if item == "M":
                 x = nn.max_pool(x, (2, 2), strides=(2, 2))
@@ -241,7 +237,7 @@ class LeNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        x = _normalise(x, self.mean, self.std)
+        x = normalise(x, self.mean, self.std)
         for features in (20, 50):
             x = nn.Conv(
                 scaled(features, self.width),
@@ -257,7 +253,7 @@ class LeNet(nn.Module):
         return nn.Dense(self.num_classes)(x)
 
 
-def _local_response_norm(
+def local_response_norm(
     x: jax.Array, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
 ) -> jax.Array:
     """Caffe's across-channel LRN: ``x / (k + alpha / size * sum_window x^2) ** beta``."""
@@ -285,16 +281,16 @@ class AlexNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        x = _normalise(x, self.mean, self.std)
+        x = normalise(x, self.mean, self.std)
         w, bn = self.width, self.batch_norm
 
         def pool(y: jax.Array) -> jax.Array:
             return nn.max_pool(y, (3, 3), strides=(2, 2))
 
         x = _ConvBNReLU(scaled(96, w, 2), 11, stride=4, padding="VALID", batch_norm=bn)(x, train)
-        x = pool(_local_response_norm(x))
+        x = pool(local_response_norm(x))
         x = _ConvBNReLU(scaled(256, w, 2), 5, padding=2, batch_norm=bn, groups=2)(x, train)
-        x = pool(_local_response_norm(x))
+        x = pool(local_response_norm(x))
         x = _ConvBNReLU(scaled(384, w, 2), 3, padding=1, batch_norm=bn)(x, train)
         x = _ConvBNReLU(scaled(384, w, 2), 3, padding=1, batch_norm=bn, groups=2)(x, train)
         x = _ConvBNReLU(scaled(256, w, 2), 3, padding=1, batch_norm=bn, groups=2)(x, train)
@@ -318,7 +314,7 @@ class DigitsCNN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        x = _normalise(x, self.mean, self.std)
+        x = normalise(x, self.mean, self.std)
         x = _ConvBNReLU(scaled(16, self.width), 3, padding=1, batch_norm=self.batch_norm)(x, train)
         x = _ConvBNReLU(scaled(32, self.width), 3, padding=1, batch_norm=self.batch_norm)(x, train)
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
@@ -371,129 +367,3 @@ def init_variables(model: nn.Module, input_shape: Sequence[int], key: jax.Array)
 def param_count(tree: Any) -> int:
     """Total number of scalars in a pytree of arrays (or of ``jax.ShapeDtypeStruct``)."""
     return int(sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(tree)))
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def models_dir() -> Path:
-    """The ``models/`` directory of the repository holding the committed checkpoints."""
-    return Path(__file__).resolve().parents[1] / "models"
-
-
-def list_models() -> list[str]:
-    """Names of the committed checkpoints (directories of :func:`models_dir` with a card)."""
-    root = models_dir()
-    if not root.is_dir():
-        return []
-    return sorted(
-        p.name
-        for p in root.iterdir()
-        if (p / CARD_FILE).is_file() and (p / CHECKPOINT_FILE).exists()
-    )
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def save_checkpoint(path: str | Path, variables: dict) -> str:
-    """Write ``variables`` as msgpack (``flax.serialization``); returns the file's SHA-256."""
-    data = serialization.msgpack_serialize(jax.tree_util.tree_map(np.asarray, dict(variables)))
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_bytes(data)
-    return hashlib.sha256(data).hexdigest()
-
-
-def model_from_card(card: dict) -> nn.Module:
-    """Module described by a model card (``architecture`` plus ``model_kwargs``)."""
-    kwargs = dict(card.get("model_kwargs", {}))
-    for key in ("mean", "std"):
-        if key in kwargs:
-            kwargs[key] = tuple(kwargs[key])
-    return create(card["architecture"], **kwargs)
-
-
-def _resolve(name_or_path: str | Path) -> Path:
-    if not isinstance(name_or_path, str | Path):
-        raise TypeError(f"name_or_path must be a str or Path, got {type(name_or_path).__name__}")
-    path = Path(name_or_path)
-    if path.is_dir() and (path / CARD_FILE).is_file():
-        return path
-    if path.is_file() and path.name == CARD_FILE:
-        return path.parent
-    if path.is_file() and path.name == CHECKPOINT_FILE:
-        return path.parent
-    candidate = models_dir() / str(name_or_path)
-    if "/" not in str(name_or_path) and (candidate / CARD_FILE).is_file():
-        return candidate
-    raise ValueError(
-        f"name_or_path {str(name_or_path)!r} is neither a known checkpoint nor a directory with "
-        f"{CARD_FILE}; known checkpoints: {list_models()}"
-    )
-
-
-def load(
-    name_or_path: str | Path, *, verify: bool = True
-) -> tuple[Callable[[jax.Array], jax.Array], dict]:
-    """Load a trained checkpoint.
-
-    Args:
-      name_or_path: a committed checkpoint name (see :func:`list_models`, e.g.
-        ``"lenet-mnist"``) or a directory holding ``card.json`` and ``params.msgpack``.
-      verify: check the checkpoint's SHA-256 against the card (default).
-
-    Returns:
-      ``(predict_fn, card)``: ``predict_fn(batch)`` maps float32 ``(B, H, W, C)`` pixels in
-      ``[0, 255]`` to softmax probabilities ``(B, K)`` float32; it is JAX-traceable (jit/vmap)
-      and closes over the parameters. ``card`` is the model card (a dict).
-
-    Raises:
-      ValueError: unknown name, checksum mismatch, or a checkpoint that does not fit the card.
-    """
-    directory = _resolve(name_or_path)
-    card = json.loads((directory / CARD_FILE).read_text())
-    ckpt = directory / CHECKPOINT_FILE
-    data = ckpt.read_bytes()
-    if verify:
-        digest = hashlib.sha256(data).hexdigest()
-        expected = card.get("checkpoint_sha256")
-        if digest != expected:
-            raise ValueError(
-                f"checkpoint {ckpt} has SHA-256 {digest}, but its card says {expected}; "
-                "the file is corrupt or does not belong to this card"
-            )
-    try:
-        restored = serialization.msgpack_restore(data)
-    except Exception as err:  # msgpack raises several unrelated types
-        raise ValueError(f"checkpoint {ckpt} is not a valid msgpack file: {err}") from None
-    model = model_from_card(card)
-    input_shape = tuple(card["input_shape"])
-    expected_tree = jax.eval_shape(
-        lambda: init_variables(model, input_shape, jax.random.PRNGKey(0))
-    )
-    exp_shapes = jax.tree_util.tree_map(lambda a: tuple(a.shape), expected_tree)
-    got_shapes = jax.tree_util.tree_map(lambda a: tuple(np.shape(a)), restored)
-    if exp_shapes != got_shapes:
-        raise ValueError(f"checkpoint {ckpt} does not match the architecture in its card")
-    variables = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), restored)
-    height, width_px, channels = input_shape
-
-    def predict_fn(batch: jax.Array) -> jax.Array:
-        batch = jnp.asarray(batch, jnp.float32)
-        if batch.ndim == 3 and channels == 1:
-            batch = batch[..., None]
-        if batch.ndim != 4 or tuple(batch.shape[1:]) != (height, width_px, channels):
-            raise ValueError(
-                f"batch must have shape (B, {height}, {width_px}, {channels}), got {batch.shape}"
-            )
-        logits = model.apply(variables, batch, train=False)
-        return jax.nn.softmax(logits, axis=-1)
-
-    return predict_fn, card

@@ -1,0 +1,91 @@
+"""The model zoo: architectures, trained checkpoints and their training.
+
+Also reachable as ``opj.models`` (``opj.models.load("lenet-mnist")``).
+
+Modules: :mod:`architectures` (Flax linen modules AllConv, NiN, VGG16, LeNet, AlexNet,
+DigitsCNN, pixel-unit normalisation), :mod:`checkpoints` (the typed model card,
+``load``/``load_variables`` with SHA-256 checks, msgpack saving, the committed checkpoints)
+and :mod:`training` (``TrainConfig``, pure ``train_step``/``eval_step``,
+``train_and_evaluate``).
+"""
+
+from onepixel_jax.zoo import architectures, checkpoints, training
+from onepixel_jax.zoo.architectures import (
+    ARCHITECTURES,
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    DIGITS_MEAN,
+    DIGITS_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MNIST_MEAN,
+    MNIST_STD,
+    VGG16,
+    AlexNet,
+    AllConv,
+    Architecture,
+    DigitsCNN,
+    LeNet,
+    NiN,
+    create,
+    init_variables,
+    normalise,
+    param_count,
+    scaled,
+)
+from onepixel_jax.zoo.checkpoints import (
+    CARD_FILE,
+    CHECKPOINT_FILE,
+    CardError,
+    ModelCard,
+    list_models,
+    load,
+    load_variables,
+    make_predict_fn,
+    model_from_card,
+    models_dir,
+    save_checkpoint,
+    sha256_file,
+)
+from onepixel_jax.zoo.training import TrainConfig, train_and_evaluate
+
+__all__ = [
+    "ARCHITECTURES",
+    "CARD_FILE",
+    "CHECKPOINT_FILE",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "DIGITS_MEAN",
+    "DIGITS_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "AlexNet",
+    "AllConv",
+    "Architecture",
+    "CardError",
+    "DigitsCNN",
+    "LeNet",
+    "ModelCard",
+    "NiN",
+    "TrainConfig",
+    "VGG16",
+    "architectures",
+    "checkpoints",
+    "create",
+    "init_variables",
+    "list_models",
+    "load",
+    "load_variables",
+    "make_predict_fn",
+    "model_from_card",
+    "models_dir",
+    "normalise",
+    "param_count",
+    "save_checkpoint",
+    "scaled",
+    "sha256_file",
+    "train_and_evaluate",
+    "training",
+]
