@@ -1,0 +1,104 @@
+"""Host-callback overhead of an ONNX Runtime target (opj.targets.from_onnx) per generation.
+
+The zoo checkpoint is exported to ONNX, then three timings are taken on the same G batches of
+``images * popsize`` candidate images (the engine's default call: one call per generation on
+every image's population), interleaved and repeated (medians):
+
+- direct: ``session.run`` on each batch from Python (the reference the issue names);
+- callback: the same batches through the target inside one compiled ``lax.scan`` (one
+  ``jax.pure_callback`` per step, as in the engine's loop);
+- attack: ``opj.attack(..., early_stop=None)`` with G - 1 generations on ``images`` images,
+  i.e. G model calls of the same size plus the engine's own work (DE, patching), and two
+  small calls for the clean and final images. Per generation it is compared with direct.
+
+    python benchmarks/bench_host_target.py [--model allconv-cifar10] [--images 4]
+        [--popsize 400] [--gens 5] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import onepixel_jax as opj
+from onepixel_jax.targets.export import export_checkpoint
+from onepixel_jax.targets.host import from_onnx
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="allconv-cifar10")
+    parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--popsize", type=int, default=400)
+    parser.add_argument("--gens", type=int, default=5, help="model calls timed per repeat")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    _, card = opj.models.load(args.model)
+    shape = tuple(card["input_shape"])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{args.model}.onnx"
+        export_checkpoint(args.model, path)
+        target = from_onnx(path)
+        session_run = target.host_fn  # the very function the callback calls: session.run
+
+        rng = np.random.default_rng(0)
+        call = args.images * args.popsize
+        batches = rng.integers(0, 256, (args.gens, call, *shape)).astype(np.float32)
+        images = rng.integers(0, 256, (args.images, *shape)).astype(np.uint8)
+        labels = np.zeros(args.images, np.int32)
+        cfg = opj.AttackConfig(popsize=args.popsize, max_iters=args.gens - 1, early_stop=None)
+
+        @jax.jit
+        def scan_calls(xs):
+            return jax.lax.scan(lambda c, x: (c, target(x)), 0, xs)[1]
+
+        xs = jax.device_put(batches)
+
+        def direct() -> None:
+            for b in batches:
+                session_run(b)
+
+        def callback() -> None:
+            scan_calls(xs).block_until_ready()
+
+        def attack() -> None:
+            opj.attack(jax.random.key(0), target, images, labels, cfg)
+
+        # warm-up: compile and first runs
+        callback()
+        attack()
+        direct()
+        times: dict[str, list[float]] = {"direct": [], "callback": [], "attack": []}
+        for _ in range(args.repeats):
+            for name, fn in (("direct", direct), ("callback", callback), ("attack", attack)):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    per_gen = {k: v / args.gens for k, v in med.items()}
+    print(f"model {args.model}, call size {call} ({args.images} images x {args.popsize})")
+    print(f"jax {jax.__version__}, devices {jax.devices()}")
+    for k, v in times.items():
+        print(f"  {k:9s} " + "  ".join(f"{t:.3f}" for t in v) + f"   median {med[k]:.3f} s")
+    print(
+        "| model | call size | gens | direct s/gen | callback s/gen | overhead | "
+        "attack s/gen | attack vs direct |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    print(
+        f"| {args.model} | {call} | {args.gens} | {per_gen['direct']:.3f} | "
+        f"{per_gen['callback']:.3f} | {100 * (med['callback'] / med['direct'] - 1):+.1f}% | "
+        f"{per_gen['attack']:.3f} | {100 * (med['attack'] / med['direct'] - 1):+.1f}% |"
+    )
+
+
+if __name__ == "__main__":
+    main()
