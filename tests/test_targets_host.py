@@ -348,6 +348,39 @@ def test_from_onnx_layout_mismatch_names_the_fix(onnx_path):
         jax.eval_shape(target, jax.ShapeDtypeStruct((2, 8, 8, 1), jnp.float32))
 
 
+def _flatten_softmax_onnx(path: Path, batch: int | str) -> Path:
+    """A hand-made ONNX model: softmax(flatten(x)) for x of shape (batch, 3, 2, 2)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["x"], ["f"], axis=1),
+            helper.make_node("Softmax", ["f"], ["p"], axis=-1),
+        ],
+        "flatten_softmax",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 2, 2])],
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, [batch, 12])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, path)
+    return path
+
+
+def test_from_onnx_common_nchw_unit_scale_convention(tmp_path):
+    target = from_onnx(_flatten_softmax_onnx(tmp_path / "m.onnx", "N"))
+    assert (target.layout, target.scale, target.num_classes) == ("NCHW", (0.0, 1.0), 12)
+    x = np.random.default_rng(0).integers(0, 256, (5, 2, 2, 3)).astype(np.float32)
+    want = jax.nn.softmax((x / 255.0).transpose(0, 3, 1, 2).reshape(5, -1), axis=-1)
+    np.testing.assert_allclose(jax.jit(target)(x), want, rtol=1e-5, atol=1e-7)
+
+
+def test_from_onnx_fixed_batch_is_reported(tmp_path):
+    target = from_onnx(_flatten_softmax_onnx(tmp_path / "m1.onnx", 1))
+    with pytest.raises(ValueError, match="fixed batch size of 1"):
+        jax.eval_shape(target, jax.ShapeDtypeStruct((4, 2, 2, 3), jnp.float32))
+
+
 def test_from_torch_without_torch_is_an_import_error_naming_the_extra():
     if HAVE_TORCH:
         pytest.skip("torch is installed: the missing-torch message is not reachable")

@@ -170,6 +170,11 @@ class HostTarget:
         declared = self.model_input_shape
         if declared is None:
             return
+        if declared and declared[0] is not None and declared[0] != shape[0]:
+            raise ValueError(
+                f"{self.name} has a fixed batch size of {declared[0]}, the attack calls it on "
+                f"{shape[0]} images at once; export it with a dynamic batch axis"
+            )
         got = tuple(shape[1:])
         ok = len(declared) == len(got) + 1 and all(
             d is None or d == g for d, g in zip(declared[1:], got, strict=True)
