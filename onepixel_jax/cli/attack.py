@@ -280,7 +280,7 @@ def register_cli(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=errors.command("onepixel attack", run))
 
 
 __all__ = ["add_arguments", "config_from_args", "register_cli", "run", "sweep"]

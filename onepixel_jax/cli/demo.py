@@ -128,4 +128,4 @@ def register_cli(subparsers: Any) -> None:
         "--out", type=errors.non_empty, default=None, help="run folder (default: runs/demo-MODEL)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=errors.command("onepixel demo", run))

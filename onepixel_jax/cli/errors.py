@@ -45,7 +45,8 @@ def _input_errors() -> tuple[type[BaseException], ...]:
 
 def one_line(message: object) -> str:
     """``message`` on one line: its lines joined, list dashes and blank lines dropped."""
-    lines = [ln.strip().lstrip("- ").strip() for ln in str(message).splitlines()]
+    lines = [ln.strip() for ln in str(message).splitlines()]
+    lines = [ln[2:].strip() if ln.startswith("- ") else ln for ln in lines]
     return " ".join(ln for ln in lines if ln) or "unknown error"
 
 
@@ -80,6 +81,18 @@ def run_command(prog: str, func: Callable[[argparse.Namespace], int | None], arg
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def command(prog: str, func: Callable[[argparse.Namespace], int | None]):
+    """``func`` wrapped by :func:`run_command`: what each command sets as its ``func``, so
+    that calling ``args.func(args)`` directly reports input errors the same way."""
+
+    def wrapped(args: argparse.Namespace) -> int:
+        return run_command(prog, func, args)
+
+    wrapped.__name__ = getattr(func, "__name__", "command")
+    wrapped.__doc__ = func.__doc__
+    return wrapped
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -154,6 +167,23 @@ def check_output_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"{flag} {out} is not writable ({probe} does not allow writing)")
     return out
+
+
+def check_output_file(path: str | os.PathLike, flag: str) -> Path:
+    """Raise UsageError unless ``path`` can be written as a file (its folder is created)."""
+    target = Path(path)
+    if not str(path).strip():
+        raise UsageError(f"{flag} must not be empty")
+    if target.is_dir():
+        raise UsageError(f"{flag} {target} is a directory")
+    probe = target.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"{flag} {target} cannot be created ({probe} is not a directory)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {target} is not writable ({probe} does not allow writing)")
+    return target
 
 
 def check_input_dir(path: str | os.PathLike | None, flag: str) -> None:

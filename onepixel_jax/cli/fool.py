@@ -1,27 +1,46 @@
-"""``onepixel fool``: evolve fooling images for every class of a model, resumably.
+"""onepixel fool: evolve fooling images for every class of a model, resumably.
 
-Argument parsing only; the run itself is :func:`onepixel_jax.fooling.run.run_fooling`, which
-describes the files written into ``--out``.
+Argument parsing only; the run itself is onepixel_jax.fooling.run.run_fooling, which describes
+the files written into --out. Running the same command again resumes the run.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from onepixel_jax.fooling.run import FoolConfig, run_fooling
+from onepixel_jax.cli import errors
+from onepixel_jax.errors import UsageError
+from onepixel_jax.fooling.run import ENCODINGS, FoolConfig, run_fooling
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="checkpoint name (models/NAME) or directory")
-    p.add_argument("--encoding", default="direct", help="direct | cppn (default direct)")
-    p.add_argument("--generations", type=int, default=200, help="target generation count")
-    p.add_argument("--popsize", type=int, default=100, help="offspring per generation")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="run directory (resumable)")
-    p.add_argument("--chunk", type=int, default=10, help="generations per compiled call / log line")
-    p.add_argument("--threshold", type=float, default=0.9999, help="confidence target")
+    p.add_argument(
+        "--model",
+        required=True,
+        type=errors.non_empty,
+        help="committed checkpoint name (list them with: onepixel models) or checkpoint folder",
+    )
+    p.add_argument(
+        "--encoding", choices=ENCODINGS, default="direct", help="image encoding (default direct)"
+    )
+    p.add_argument(
+        "--generations", type=errors.int_at_least(1), default=200, help="target generation count"
+    )
+    p.add_argument(
+        "--popsize", type=errors.int_at_least(1), default=100, help="offspring per generation"
+    )
+    p.add_argument("--seed", type=errors.seed, default=0, help="random seed in [0, 2**32)")
+    p.add_argument("--out", required=True, type=errors.non_empty, help="run folder (resumable)")
+    p.add_argument(
+        "--chunk",
+        type=errors.int_at_least(1),
+        default=10,
+        help="generations per compiled call and per log line",
+    )
+    p.add_argument(
+        "--threshold", type=errors.finite_float, default=0.9999, help="confidence target"
+    )
     p.add_argument(
         "--stop-at-threshold",
         action="store_true",
@@ -63,24 +82,18 @@ def config_from_args(args: argparse.Namespace, model_sha256: str = "") -> FoolCo
     return config
 
 
-def _error(message: str) -> int:
-    print(f"onepixel fool: error: {message}", file=sys.stderr)
-    return 2
-
-
 def _run_cli(args: argparse.Namespace) -> int:
-    from onepixel_jax import models
+    from onepixel_jax.experiments.inputs import load_model
 
-    if args.generations < 1:
-        return _error(f"--generations must be >= 1, got {args.generations}")
     try:
         config_from_args(args)  # argument errors before loading anything
     except ValueError as err:
-        return _error(str(err))
+        raise UsageError(str(err)) from None
+    errors.check_output_dir(args.out)
     try:
-        predict_fn, card = models.load(args.model)
-    except (ValueError, TypeError, OSError) as err:
-        return _error(f"--model: {err}")
+        predict_fn, card = load_model(args.model)
+    except ValueError as err:
+        raise UsageError(f"--model: {err}") from None
     num_classes = int(card.get("num_classes", 0))
     class_names = card.get("class_names") or [str(k) for k in range(num_classes)]
     config = config_from_args(args, model_sha256=str(card.get("checkpoint_sha256", "")))
@@ -94,8 +107,8 @@ def _run_cli(args: argparse.Namespace) -> int:
             args.generations,
             stop_at_threshold=args.stop_at_threshold,
         )
-    except ValueError as err:
-        return _error(str(err))
+    except ValueError as err:  # another run's folder, or its damaged state files
+        raise UsageError(str(err)) from None
     print(
         f"[fool] done: {summary['reached']}/{len(class_names)} classes >= "
         f"{config.threshold:g} after {summary['generations']} generations, "
@@ -110,7 +123,8 @@ def register_cli(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "fool",
         help="evolve fooling images (MAP-Elites, direct or CPPN encoding)",
-        description=__doc__.split("\n\n")[0],
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(p)
-    p.set_defaults(func=_run_cli)
+    p.set_defaults(func=errors.command("onepixel fool", _run_cli))

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from onepixel_jax.cli import errors
 from onepixel_jax.errors import UsageError
 from onepixel_jax.files import read_json_object
 
@@ -82,4 +83,4 @@ def register_cli(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("name", nargs="?", default=None, help="checkpoint name: print its card")
-    p.set_defaults(func=run)
+    p.set_defaults(func=errors.command("onepixel models", run))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from onepixel_jax.cli import errors
+from onepixel_jax.files import write_bytes_atomic
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,10 +27,7 @@ def run(args: argparse.Namespace) -> int:
         run_folder.load_run(run_dir, REPORT_HINT)
         run_folder.saved_image_count(run_dir, REPORT_HINT)
     if args.table:
-        table_path = Path(args.table)
-        if table_path.is_dir():
-            raise errors.UsageError(f"--table {args.table} is a directory")
-        errors.check_output_dir(table_path.parent if str(table_path.parent) else ".", "--table")
+        errors.check_output_file(args.table, "--table")
     for run_dir in args.run_dirs:
         summary = write_report(run_dir)
         print(f"{Path(run_dir).name}: {summary_line(summary)}")
@@ -37,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     if args.table or len(args.run_dirs) > 1:
         table = comparison_table(args.run_dirs)
         if args.table:
-            Path(args.table).write_text(table)
+            Path(args.table).parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(args.table, table.encode("utf-8"))
             print(f"wrote {args.table}")
         else:
             print(table, end="")
@@ -66,4 +65,4 @@ def register_cli(subparsers: Any) -> None:
         help="write a Markdown table with one row per run and method to FILE (printed when "
         "several runs are given and FILE is not)",
     )
-    p.set_defaults(func=run)
+    p.set_defaults(func=errors.command("onepixel report", run))

@@ -1,6 +1,7 @@
-"""``onepixel train``: train a target network and write a checkpoint with its model card.
+"""onepixel train: train a target network and write a checkpoint with its model card.
 
-Argument parsing only; the training is :func:`onepixel_jax.train.train_and_evaluate`.
+Argument parsing only; the training is onepixel_jax.zoo.training.train_and_evaluate. It writes
+OUT/params.msgpack and OUT/card.json; list the committed checkpoints with onepixel models.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ import argparse
 import shlex
 import sys
 
-from onepixel_jax import data as opj_data
 from onepixel_jax import models as opj_models
-from onepixel_jax.train import TrainConfig, train_and_evaluate
+from onepixel_jax.cli import errors
+from onepixel_jax.errors import UsageError
+from onepixel_jax.zoo.training import TrainConfig, train_and_evaluate
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
@@ -19,37 +21,45 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
         help="train a target network and write a checkpoint + model card",
-        description="Train a target network; writes OUT/params.msgpack and OUT/card.json.",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     d = TrainConfig()
     p.add_argument("--model", default=d.model, choices=sorted(opj_models.ARCHITECTURES))
     p.add_argument("--dataset", default=d.dataset, choices=["cifar10", "mnist", "digits"])
-    p.add_argument("--width", type=float, default=d.width)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.learning_rate, help="peak learning rate")
-    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
+    p.add_argument("--width", type=errors.finite_float, default=d.width)
+    p.add_argument("--epochs", type=errors.int_at_least(1), default=d.epochs)
+    p.add_argument("--batch-size", type=errors.int_at_least(1), default=d.batch_size)
+    p.add_argument(
+        "--lr", type=errors.finite_float, default=d.learning_rate, help="peak learning rate"
+    )
+    p.add_argument("--warmup-epochs", type=errors.finite_float, default=d.warmup_epochs)
     p.add_argument("--optimizer", default=d.optimizer, choices=["sgd", "adamw"])
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--weight-decay", type=errors.finite_float, default=d.weight_decay)
     p.add_argument("--batch-norm", dest="batch_norm", action="store_true", default=None)
     p.add_argument("--no-batch-norm", dest="batch_norm", action="store_false")
-    p.add_argument("--dropout", type=float, default=None)
-    p.add_argument("--input-dropout", type=float, default=None)
+    p.add_argument("--dropout", type=errors.finite_float, default=None)
+    p.add_argument("--input-dropout", type=errors.finite_float, default=None)
     p.add_argument(
         "--time-budget",
-        type=float,
+        type=errors.finite_float,
         default=None,
         help="wall-clock seconds for training; the cosine schedule follows time and ends there",
     )
     p.add_argument("--augment", dest="augment", action="store_true", default=None)
     p.add_argument("--no-augment", dest="augment", action="store_false")
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--train-limit", type=int, default=None)
-    p.add_argument("--eval-limit", type=int, default=None)
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--out", required=True, help="output directory, e.g. models/allconv-cifar10")
-    p.set_defaults(func=_run_cli)
+    p.add_argument("--label-smoothing", type=errors.finite_float, default=d.label_smoothing)
+    p.add_argument("--seed", type=errors.seed, default=d.seed, help="random seed in [0, 2**32)")
+    p.add_argument("--train-limit", type=errors.int_at_least(1), default=None)
+    p.add_argument("--eval-limit", type=errors.int_at_least(1), default=None)
+    p.add_argument("--data-dir", type=errors.non_empty, default=None)
+    p.add_argument(
+        "--out",
+        required=True,
+        type=errors.non_empty,
+        help="output folder, e.g. models/allconv-cifar10",
+    )
+    p.set_defaults(func=errors.command("onepixel train", _run_cli))
 
 
 def _run_cli(args: argparse.Namespace) -> int:
@@ -77,8 +87,12 @@ def _run_cli(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             command=command,
         )
+    except (ValueError, TypeError) as err:
+        raise UsageError(str(err)) from None
+    errors.check_output_dir(args.out)
+    errors.check_input_dir(args.data_dir, "--data-dir")
+    try:
         train_and_evaluate(config, args.out)
-    except (ValueError, TypeError, opj_data.DataNotFoundError) as err:
-        print(f"onepixel train: error: {err}", file=sys.stderr)
-        return 1
+    except ValueError as err:  # unreadable or mismatching data files
+        raise UsageError(str(err)) from err
     return 0
