@@ -19,8 +19,12 @@ Fitness is minimised (see :mod:`onepixel_jax.objective`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import sys
+import time
 import warnings
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -62,8 +66,15 @@ class AttackConfig:
         default 0.05) or ``"target_over_true"`` (paper, original CIFAR-10: targeted
         ``p_target > p_true``; untargeted: same as ``"success"``).
       threshold: threshold of the ``"threshold"`` rule; ``None`` uses the paper's value.
-      batch_size: number of images evolved side by side (slots); ``None`` means all images
-        of the call. One model call per generation evaluates ``batch_size * popsize`` images.
+      batch_size: number of images evolved side by side (slots), at most the number of
+        images of the call. Results do not depend on it (see the README for what is exact).
+        ``None`` picks a size that is fast on the device (:func:`plan_slots`).
+      call_size: at most this many candidates per model call; the slots are evaluated in
+        groups of ``max(1, call_size // popsize)`` slots, one call each. ``None`` picks a
+        size that is fast on the device.
+      compact: once no image is waiting, busy slots are packed together and groups of idle
+        slots make no model call, so no evaluation is spent on finished images. Results do
+        not change; only speed (``False`` evaluates every slot every generation).
     """
 
     pixels: int = 1
@@ -79,6 +90,8 @@ class AttackConfig:
     early_stop: str | None = None
     threshold: float | None = None
     batch_size: int | None = None
+    call_size: int | None = None
+    compact: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.strategy, str) and self.strategy in _LEGACY_STRATEGIES:
@@ -97,8 +110,11 @@ class AttackConfig:
         _check_int("max_iters", self.max_iters, 0)
         if self.batch_size is not None:
             _check_int("batch_size", self.batch_size, 1)
-        if not isinstance(self.targeted, bool | np.bool_):
-            raise TypeError(f"targeted must be a bool, got {self.targeted!r}")
+        if self.call_size is not None:
+            _check_int("call_size", self.call_size, 1)
+        for name in ("targeted", "compact"):
+            if not isinstance(getattr(self, name), bool | np.bool_):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         _check_number("F", self.F)
         if not 0.0 < float(self.F) <= 2.0:
             raise ValueError(f"F must be in (0, 2], got {self.F!r}")
@@ -153,6 +169,8 @@ class AttackResult:
       fitness_history: ``(N, max_iters + 1)`` float32 best fitness after each generation
         (index 0 = initial population; lower is better; held constant after an early stop).
       labels: ``(N,)`` int32 true classes. targets: ``(N,)`` int32 or ``None``.
+      model_evaluations: candidate evaluations carried by the model calls of the loop, busy
+        slots or not (``queries.sum()`` of them were useful).
     """
 
     adversarial: np.ndarray
@@ -164,6 +182,7 @@ class AttackResult:
     fitness_history: np.ndarray
     labels: np.ndarray
     targets: np.ndarray | None
+    model_evaluations: int = 0
 
     @property
     def success_rate(self) -> float:
@@ -183,6 +202,9 @@ class _Static(NamedTuple):
     objective: str
     early_stop: str | None
     slots: int
+    call_slots: int  # slots per model call: the S slots are evaluated in S / call_slots calls
+    compact: bool  # pack busy slots first and skip model calls on all-idle call groups
+    progress: bool  # report per generation to the active progress reporter
 
 
 class LoopState(NamedTuple):
@@ -201,6 +223,43 @@ class LoopState(NamedTuple):
     out_genes: jax.Array  # (N, D) float32
     out_history: jax.Array  # (N, G + 1) float32
     out_rounds: jax.Array  # (N,) int32: generations run (queries = rounds * P)
+    model_calls: jax.Array  # () int32: model calls made (each on call_slots * P candidates)
+
+
+# Candidates per model call that run fastest per image on a CPU (benchmarks/RESULTS.md,
+# "call size"), and the input values per model call aimed at on accelerators.
+CPU_CALL_SIZE = 400
+ACCELERATOR_CALL_VALUES = 2**26
+
+
+def plan_slots(cfg: AttackConfig, num_images: int, image_shape: tuple) -> tuple[int, int]:
+    """``(slots, call_slots)``: images evolved side by side, and slots per model call.
+
+    On a CPU the default is one model call of about :data:`CPU_CALL_SIZE` candidates per
+    generation (bigger calls are no faster per image there); on an accelerator, as many
+    slots as about :data:`ACCELERATOR_CALL_VALUES` input values allow, in calls of a quarter
+    of them. ``slots`` is a multiple of ``call_slots``; slots beyond the number of images
+    stay idle.
+    """
+    p = cfg.popsize
+    cpu = jax.default_backend() == "cpu"
+    per_slot = p * int(np.prod(image_shape))
+    if cfg.call_size is not None:
+        call_slots = max(1, cfg.call_size // p)
+    elif cpu:
+        call_slots = max(1, CPU_CALL_SIZE // p)
+    else:
+        call_slots = max(1, ACCELERATOR_CALL_VALUES // (4 * per_slot))
+    if cfg.batch_size is not None:
+        slots = cfg.batch_size
+    elif cpu:
+        slots = call_slots
+    else:
+        slots = max(call_slots, ACCELERATOR_CALL_VALUES // per_slot)
+    slots = max(1, min(slots, num_images))
+    call_slots = min(call_slots, slots)
+    slots = -(-slots // call_slots) * call_slots
+    return slots, call_slots
 
 
 def probs_from_logits(logits_fn: PredictFn) -> PredictFn:
@@ -219,6 +278,8 @@ def attack(
     labels: Any,
     cfg: AttackConfig | None = None,
     targets: Any = None,
+    *,
+    progress: bool | Callable[[dict], None] = True,
 ) -> AttackResult:
     """Few-pixel black-box attack on a batch of images.
 
@@ -232,12 +293,15 @@ def attack(
       labels: ``(N,)`` integer true classes.
       cfg: :class:`AttackConfig` (default: the paper's DE, untargeted).
       targets: ``(N,)`` integer target classes, required iff ``cfg.targeted``.
+      progress: ``True`` prints images done, evaluations/s and ETA on stderr, updated per
+        generation from inside the compiled loop (once the attack has run for a second);
+        ``False`` is silent; a callable receives the same figures as a dict per generation.
 
     Returns:
       :class:`AttackResult`.
     """
     cfg = AttackConfig() if cfg is None else cfg
-    return _run_attack(key, predict_fn, images, labels, cfg, targets)
+    return _run_attack(key, predict_fn, images, labels, cfg, targets, progress)
 
 
 def random_search(
@@ -247,6 +311,8 @@ def random_search(
     labels: Any,
     cfg: AttackConfig | None = None,
     targets: Any = None,
+    *,
+    progress: bool | Callable[[dict], None] = True,
 ) -> AttackResult:
     """The paper's random baseline with the same budget: :func:`attack` with
     ``strategy="random"`` (every generation draws ``popsize`` fresh candidates from the
@@ -255,7 +321,7 @@ def random_search(
     if not isinstance(cfg, AttackConfig):
         raise TypeError(f"cfg must be an AttackConfig, got {type(cfg).__name__}")
     cfg = dataclasses.replace(cfg, strategy="random")
-    return _run_attack(key, predict_fn, images, labels, cfg, targets)
+    return _run_attack(key, predict_fn, images, labels, cfg, targets, progress)
 
 
 # --------------------------------------------------------------------------------------
@@ -359,7 +425,7 @@ def _target_probs(target: Target, x: jax.Array, pixels: jax.Array, chunk: int) -
     return np.concatenate(out, axis=0)
 
 
-def _run_attack(key, model, images, labels, cfg, targets) -> AttackResult:
+def _run_attack(key, model, images, labels, cfg, targets, progress) -> AttackResult:
     if not isinstance(cfg, AttackConfig):
         raise TypeError(f"cfg must be an AttackConfig, got {type(cfg).__name__}")
     if not callable(model) and not isinstance(model, Target):
@@ -384,8 +450,8 @@ def _run_attack(key, model, images, labels, cfg, targets) -> AttackResult:
     h, w, _ = x.shape[1:]
     if cfg.pixels > h * w:
         raise ValueError(f"pixels must be <= the {h}x{w} = {h * w} image pixels, got {cfg.pixels}")
-    slots = min(cfg.batch_size or n, n)
-    chunk = max(slots * cfg.popsize // 4, slots)
+    slots, call_slots = plan_slots(cfg, n, x.shape[1:])
+    chunk = max(min(slots, n) * cfg.popsize // 4, 1)
 
     if isinstance(model, Target):
         target = model
@@ -413,18 +479,27 @@ def _run_attack(key, model, images, labels, cfg, targets) -> AttackResult:
         objective=cfg.objective,
         early_stop=cfg.early_stop,
         slots=slots,
+        call_slots=call_slots,
+        compact=bool(cfg.compact),
+        progress=progress is not False and progress is not None,
     )
     params = jax.tree_util.tree_map(jnp.float32, spec.params(cfg))
     tgt = jnp.asarray(targets if targets is not None else labels)
-    genes, history, rounds = _evolve(
-        key,
-        x,
-        jnp.asarray(labels),
-        tgt,
-        params,
-        jnp.float32(cfg.stop_threshold),
-        target=target,
-        static=static,
+    problem = _Problem(
+        key=key,
+        images=x,
+        labels=jnp.asarray(labels),
+        targets=tgt,
+        params=params,
+        threshold=jnp.float32(cfg.stop_threshold),
+    )
+    reporter = None
+    if progress is True:
+        reporter = ProgressReporter(n, cfg.budget)
+    elif callable(progress):
+        reporter = ProgressReporter(n, cfg.budget, sink=progress)
+    genes, history, rounds, evaluations = _evolve(
+        problem, target=target, static=static, reporter=reporter
     )
     pix = _decode_all(x, genes)
     adv = _apply_all(x, pix)
@@ -448,6 +523,7 @@ def _run_attack(key, model, images, labels, cfg, targets) -> AttackResult:
         fitness_history=np.asarray(history, np.float32),
         labels=labels,
         targets=targets,
+        model_evaluations=int(evaluations),
     )
 
 
@@ -460,26 +536,117 @@ def _where_slots(mask: jax.Array, a: Any, b: Any) -> Any:
     return jax.tree_util.tree_map(pick, a, b)
 
 
-def _evolve_impl(key, images, labels, targets, params, threshold, *, target, static):
-    """The compiled generation loop. Returns best genes (N, D), history (N, G+1), rounds (N,)."""
+class _Problem(NamedTuple):
+    """What one compiled loop call needs besides its carry (all traced)."""
+
+    key: jax.Array  # the call's PRNG key
+    images: jax.Array  # (N, H, W, C) float32
+    labels: jax.Array  # (N,) int32
+    targets: jax.Array  # (N,) int32 (labels again when untargeted)
+    params: Any  # the strategy's traced hyperparameters
+    threshold: jax.Array  # () float32, the "threshold" stop rule's value
+
+
+def _setup(problem: _Problem, static: _Static):
+    n, h, w, c = problem.images.shape
+    space = SearchSpace(static.pixels, h, w, c, static.popsize, static.sampler)
+    strategy = search_lib.get(static.strategy).build(space, **dict(static.strategy_options))
+    return space, strategy
+
+
+def _initial_state_impl(problem: _Problem, *, target, static) -> LoopState:
+    """The carry before the first generation: slots hold images ``0 .. S-1``."""
+    n = problem.images.shape[0]
+    s, p, g = static.slots, static.popsize, static.max_iters
+    space, strategy = _setup(problem, static)
+    keys = jax.vmap(lambda i: jax.random.fold_in(problem.key, i))(jnp.arange(s))
+
+    def first_state(k):
+        genes = strategy.initial(k, problem.params)
+        return strategy.init(k, genes, jnp.zeros((p,), jnp.float32), problem.params)
+
+    zeros = lambda tree: jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), tree)  # noqa: E731
+    d = space.num_genes
+    return LoopState(
+        slot_image=jnp.arange(s, dtype=jnp.int32),
+        generation=jnp.zeros((s,), jnp.int32),
+        next_image=jnp.int32(min(s, n)),
+        search=zeros(jax.eval_shape(jax.vmap(first_state), keys)),
+        cache=zeros(
+            jax.eval_shape(
+                target.prepare,
+                jax.ShapeDtypeStruct((s,) + problem.images.shape[1:], problem.images.dtype),
+            )
+        ),
+        best_fitness=jnp.full((s,), jnp.inf, jnp.float32),
+        champion=jnp.zeros((s, d), jnp.float32),
+        champion_score=jnp.full((s,), jnp.inf, jnp.float32),
+        history=jnp.zeros((s, g + 1), jnp.float32),
+        out_genes=jnp.zeros((n, d), jnp.float32),
+        out_history=jnp.zeros((n, g + 1), jnp.float32),
+        out_rounds=jnp.zeros((n,), jnp.int32),
+        model_calls=jnp.int32(0),
+    )
+
+
+def _run_loop_impl(st: LoopState, problem: _Problem, *, target, static) -> LoopState:
+    """Run generations until every image is done or, with ``static.compact``, until the
+    queue is empty and at most half of the slots are busy (the caller then re-enters with
+    fewer slots)."""
+    images, labels, targets, params = (
+        problem.images,
+        problem.labels,
+        problem.targets,
+        problem.params,
+    )
     n, h, w, c = images.shape
     s, p, g = static.slots, static.popsize, static.max_iters
-    space = SearchSpace(static.pixels, h, w, c, p, static.sampler)
-    strategy = search_lib.get(static.strategy).build(space, **dict(static.strategy_options))
-    objective = make_objective(static.targeted, static.objective, static.early_stop, threshold)
-    d = space.num_genes
-    image_keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n + 1))
+    space, strategy = _setup(problem, static)
+    objective = make_objective(
+        static.targeted, static.objective, static.early_stop, problem.threshold
+    )
     decode = jax.vmap(jax.vmap(lambda genes: decode_candidate(genes, h, w, c)))
+
+    def image_key(i):
+        return jax.random.fold_in(problem.key, i)
 
     def cond(st: LoopState):
         return jnp.any(st.slot_image < n)
+
+    cs = static.call_slots
+    groups = s // cs
+
+    def evaluate(cache, slot_images, pixels, valid):
+        """Probabilities (S, P, K): one model call per group of ``call_slots`` slots; with
+        ``compact``, a group whose slots are all idle makes no call."""
+        if groups == 1 and not static.compact:
+            return target.evaluate(cache, slot_images, pixels), jnp.int32(1)
+        split = lambda a: a.reshape((groups, cs) + a.shape[1:])  # noqa: E731
+        args = jax.tree_util.tree_map(split, (cache, slot_images, pixels))
+        out = jax.eval_shape(
+            lambda a: target.evaluate(*a), jax.tree_util.tree_map(lambda a: a[0], args)
+        )
+
+        def one(group):
+            arg, busy = group
+            if not static.compact:
+                return target.evaluate(*arg)
+            return jax.lax.cond(
+                jnp.any(busy),
+                lambda: target.evaluate(*arg),
+                lambda: jnp.zeros(out.shape, out.dtype),
+            )
+
+        probs = jax.lax.map(one, (args, split(valid)))
+        calls = jnp.sum(jnp.any(split(valid), axis=1)) if static.compact else jnp.int32(groups)
+        return probs.reshape((s,) + probs.shape[2:]), calls.astype(jnp.int32)
 
     def body(st: LoopState) -> LoopState:
         valid = st.slot_image < n
         fresh = st.generation == 0
         idx = jnp.minimum(st.slot_image, n - 1)
         slot_images = images[idx]
-        keys = jax.vmap(jax.random.fold_in)(image_keys[st.slot_image], st.generation)
+        keys = jax.vmap(jax.random.fold_in)(jax.vmap(image_key)(st.slot_image), st.generation)
         cache = jax.lax.cond(
             jnp.any(fresh),
             lambda: _where_slots(fresh, target.prepare(slot_images), st.cache),
@@ -495,7 +662,7 @@ def _evolve_impl(key, images, labels, targets, params, threshold, *, target, sta
         )
         cand = jnp.where(fresh[:, None, None], initial, asked)
         # 2. evaluate
-        probs = target.evaluate(cache, slot_images, decode(cand))
+        probs, calls = evaluate(cache, slot_images, decode(cand), valid)
         # 3. score
         fit, succ, stop = objective.score(probs, labels[idx][:, None], targets[idx][:, None])
         # 4. tell (a fresh slot starts its strategy state from the evaluated population)
@@ -535,7 +702,12 @@ def _evolve_impl(key, images, labels, targets, params, threshold, *, target, sta
         slot_image = jnp.where(finished, refill, st.slot_image)
         next_image = jnp.minimum(st.next_image + jnp.sum(finished), n)
         generation = jnp.where(finished | ~valid, 0, rnd + 1)
-        return LoopState(
+        if static.progress:
+            busy = slot_image < n
+            done = next_image - jnp.sum(busy)
+            useful = jnp.sum(out_rounds) + jnp.sum(jnp.where(busy, generation, 0))
+            jax.debug.callback(_progress_hook, done, useful * p, s * p)
+        new = LoopState(
             slot_image=slot_image,
             generation=generation,
             next_image=next_image,
@@ -548,32 +720,138 @@ def _evolve_impl(key, images, labels, targets, params, threshold, *, target, sta
             out_genes=out_genes,
             out_history=out_history,
             out_rounds=out_rounds,
+            model_calls=st.model_calls + calls,
         )
+        if static.compact and groups > 1:
+            new = _pack_busy_first(new, n)
+        return new
 
-    # Shapes of the per-slot strategy state and target cache, without computing them.
-    def first_state(k):
-        genes = strategy.initial(k, params)
-        return strategy.init(k, genes, jnp.zeros((p,), jnp.float32), params)
-
-    state_shapes = jax.eval_shape(jax.vmap(first_state), image_keys[:s])
-    cache_shapes = jax.eval_shape(target.prepare, images[:s])
-    zeros = lambda tree: jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), tree)  # noqa: E731
-    st = LoopState(
-        slot_image=jnp.arange(s, dtype=jnp.int32),
-        generation=jnp.zeros((s,), jnp.int32),
-        next_image=jnp.int32(s),
-        search=zeros(state_shapes),
-        cache=zeros(cache_shapes),
-        best_fitness=jnp.full((s,), jnp.inf, jnp.float32),
-        champion=jnp.zeros((s, d), jnp.float32),
-        champion_score=jnp.full((s,), jnp.inf, jnp.float32),
-        history=jnp.zeros((s, g + 1), jnp.float32),
-        out_genes=jnp.zeros((n, d), jnp.float32),
-        out_history=jnp.zeros((n, g + 1), jnp.float32),
-        out_rounds=jnp.zeros((n,), jnp.int32),
-    )
-    st = jax.lax.while_loop(cond, body, st)
-    return st.out_genes, st.out_history, st.out_rounds
+    return jax.lax.while_loop(cond, body, st)
 
 
-_evolve = jax.jit(_evolve_impl, static_argnames=("target", "static"))
+_PER_SLOT = (
+    "slot_image",
+    "generation",
+    "search",
+    "cache",
+    "best_fitness",
+    "champion",
+    "champion_score",
+    "history",
+)
+
+
+def _pack_busy_first(st: LoopState, num_images: int) -> LoopState:
+    """Move busy slots before idle ones (stable). While images wait, every slot is busy and
+    this is the identity; once the queue is empty, finished slots gather at the end, so
+    whole call groups go idle and their model calls are skipped."""
+    order = jnp.argsort(st.slot_image >= num_images, stable=True)
+    take = lambda tree: jax.tree_util.tree_map(lambda a: a[order], tree)  # noqa: E731
+    return st._replace(**{name: take(getattr(st, name)) for name in _PER_SLOT})
+
+
+def _evolve_impl(problem: _Problem, *, target, static) -> LoopState:
+    st = _initial_state_impl(problem, target=target, static=static)
+    return _run_loop_impl(st, problem, target=target, static=static)
+
+
+_evolve_jit = jax.jit(_evolve_impl, static_argnames=("target", "static"))
+
+
+def _evolve(problem: _Problem, *, target: Target, static: _Static, reporter=None):
+    """Run every image to completion; returns genes (N, D), history (N, G+1), rounds (N,)
+    and the number of candidate evaluations the model calls carried (busy slots or not)."""
+    with _progress_session(reporter):
+        st = _evolve_jit(problem, target=target, static=static)
+        calls = int(st.model_calls)
+    evaluations = calls * static.call_slots * static.popsize
+    return st.out_genes, st.out_history, st.out_rounds, evaluations
+
+
+# --------------------------------------------------------------------------------------
+# Progress: the compiled loop calls _progress_hook once per generation (jax.debug.callback);
+# the hook forwards to the reporter of the attack in progress.
+
+_ACTIVE_REPORTERS: list = []
+
+
+def _progress_hook(done, useful, per_step) -> None:
+    if _ACTIVE_REPORTERS:
+        _ACTIVE_REPORTERS[-1].update(int(done), int(useful), int(per_step))
+
+
+@contextlib.contextmanager
+def _progress_session(reporter):
+    if reporter is None:
+        yield
+        return
+    _ACTIVE_REPORTERS.append(reporter)
+    try:
+        yield
+    finally:
+        _ACTIVE_REPORTERS.remove(reporter)
+        reporter.close()
+
+
+class ProgressReporter:
+    """Per-generation progress of one attack: images done, evaluations/s and ETA.
+
+    ``sink`` is called with a dict (``images_done``, ``images``, ``evaluations``,
+    ``evaluations_per_s``, ``eta_s``, ``call_size``, ``elapsed_s``); the default prints one
+    updating line on stderr, at most every ``interval`` seconds, once the attack has run
+    for ``interval`` seconds.
+    """
+
+    def __init__(self, num_images: int, budget: int, sink=None, interval: float = 1.0):
+        self.num_images, self.budget, self.sink, self.interval = num_images, budget, sink, interval
+        self.start = time.perf_counter()
+        self.last = self.start
+        self.printed = False
+        self.first: tuple[float, int] | None = None
+        self.stats: dict = {}
+
+    def update(self, done: int, useful: int, per_step: int) -> None:
+        now = time.perf_counter()
+        if self.first is None:  # the first generation: compilation has just finished
+            self.first = (now, useful)
+        t0, u0 = self.first
+        elapsed = now - self.start
+        rate = (useful - u0) / (now - t0) if now > t0 and useful > u0 else 0.0
+        if done > 0 and now > t0:
+            eta = (now - t0) * (self.num_images - done) / done
+        else:
+            eta = max(self.num_images * self.budget - useful, 0) / max(rate, 1e-9)
+        self.stats = {
+            "images_done": done,
+            "images": self.num_images,
+            "evaluations": useful,
+            "evaluations_per_s": rate,
+            "eta_s": eta,
+            "call_size": per_step,
+            "elapsed_s": elapsed,
+        }
+        if self.sink is not None:
+            self.sink(dict(self.stats))
+        elif now - self.last >= self.interval:
+            self.last = now
+            self.printed = True
+            print(
+                f"\r[attack] {done}/{self.num_images} images  {useful:,} evaluations  "
+                f"{rate:,.0f}/s  ETA {_duration(eta) if rate > 0 or done > 0 else '?'}   ",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self.printed and self.sink is None:
+            print(file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

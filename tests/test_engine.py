@@ -172,7 +172,7 @@ def test_no_recompile_for_new_F_or_new_images_of_same_shape():
     labels = np.zeros(3, np.int32)
     cfg = opj.AttackConfig(popsize=8, max_iters=2)
     opj.attack(jax.random.key(0), red_needle_model, grey_images(3), labels, cfg)
-    before = engine._evolve._cache_size()
+    before = engine._evolve_jit._cache_size()
     other = rng.integers(0, 256, (3, H, W, 3)).astype(np.uint8)
     opj.attack(jax.random.key(1), red_needle_model, other, labels, cfg)
     opj.attack(
@@ -182,7 +182,7 @@ def test_no_recompile_for_new_F_or_new_images_of_same_shape():
         labels,
         opj.AttackConfig(popsize=8, max_iters=2, F=0.9),
     )
-    assert engine._evolve._cache_size() == before
+    assert engine._evolve_jit._cache_size() == before
     opj.attack(
         jax.random.key(1),
         red_needle_model,
@@ -190,7 +190,7 @@ def test_no_recompile_for_new_F_or_new_images_of_same_shape():
         labels,
         opj.AttackConfig(popsize=12, max_iters=2),
     )
-    assert engine._evolve._cache_size() == before + 1  # a new population size does recompile
+    assert engine._evolve_jit._cache_size() == before + 1  # a new population size does recompile
 
 
 def test_random_search_same_type_and_budget():
@@ -298,3 +298,61 @@ def test_bad_config_gets_a_clear_error(kwargs, match):
         opj.AttackConfig(**kwargs)
     with pytest.raises(TypeError, match="pixels must be an int"):
         opj.AttackConfig(pixels=1.5)
+
+
+def test_compaction_spends_no_model_call_on_finished_images_and_changes_nothing():
+    """Early stopping on, several slots, call groups of one slot: every evaluation carried by
+    a model call is useful, and the records equal those without compaction."""
+    rng = np.random.default_rng(11)
+    images = rng.integers(90, 140, (7, H, W, 3)).astype(np.uint8)
+    labels = np.zeros(7, np.int32)
+    base = dict(popsize=12, max_iters=15, early_stop="success", batch_size=4)
+    off = opj.AttackConfig(**base, compact=False)
+    on = opj.AttackConfig(**base, call_size=12)
+    a = opj.attack(jax.random.key(3), red_needle_model, images, labels, off, progress=False)
+    b = opj.attack(jax.random.key(3), red_needle_model, images, labels, on, progress=False)
+    for f in ("pixels", "success", "queries", "fitness_history", "probs"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+    assert len(set(a.queries.tolist())) > 1, "images must stop at different generations"
+    assert b.model_evaluations == b.queries.sum()
+    assert a.model_evaluations > a.queries.sum()  # without compaction slots idle in calls
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 7])
+def test_results_do_not_depend_on_batch_size(batch_size):
+    rng = np.random.default_rng(12)
+    images = rng.integers(90, 140, (7, H, W, 3)).astype(np.uint8)
+    labels = np.zeros(7, np.int32)
+    cfg = opj.AttackConfig(popsize=12, max_iters=10, early_stop="success")
+    ref = opj.attack(jax.random.key(4), red_needle_model, images, labels, cfg, progress=False)
+    other = opj.AttackConfig(popsize=12, max_iters=10, early_stop="success", batch_size=batch_size)
+    res = opj.attack(jax.random.key(4), red_needle_model, images, labels, other, progress=False)
+    np.testing.assert_array_equal(ref.pixels, res.pixels)
+    np.testing.assert_array_equal(ref.queries, res.queries)
+    np.testing.assert_allclose(ref.fitness_history, res.fitness_history, atol=1e-6)
+
+
+def test_progress_reports_every_generation_and_is_silent_when_asked(capsys):
+    images = grey_images(3)
+    labels = np.zeros(3, np.int32)
+    cfg = opj.AttackConfig(popsize=8, max_iters=5, batch_size=2)
+    seen = []
+    opj.attack(jax.random.key(0), red_needle_model, images, labels, cfg, progress=seen.append)
+    steps = -(-3 // 2) * (cfg.max_iters + 1)  # two waves of images through two slots
+    assert len(seen) == steps
+    assert seen[-1]["images_done"] == 3 and seen[-1]["evaluations"] == 3 * cfg.budget
+    assert [s["images_done"] for s in seen] == sorted(s["images_done"] for s in seen)
+    opj.attack(jax.random.key(0), red_needle_model, images, labels, cfg, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_plan_slots_defaults_and_explicit_sizes():
+    from onepixel_jax.engine import plan_slots
+
+    paper = opj.AttackConfig()
+    assert plan_slots(paper, 100, (32, 32, 3)) == (1, 1)  # CPU: one call of 400 candidates
+    explicit = opj.AttackConfig(batch_size=10, call_size=800)
+    assert plan_slots(explicit, 100, (32, 32, 3)) == (10, 2)
+    assert plan_slots(explicit, 3, (32, 32, 3)) == (4, 2)  # 3 images -> 2 groups of 2 slots
+    small = opj.AttackConfig(popsize=20)
+    assert plan_slots(small, 6, (8, 8, 1)) == (6, 6)
