@@ -9,6 +9,16 @@ from __future__ import annotations
 
 from ..types import Target
 from .batched import check_probs, predict_in_batches
+from .host import HostTarget, from_numpy, from_onnx, from_torch
 from .patched import patched_forward
 
-__all__ = ["Target", "check_probs", "patched_forward", "predict_in_batches"]
+__all__ = [
+    "HostTarget",
+    "Target",
+    "check_probs",
+    "from_numpy",
+    "from_onnx",
+    "from_torch",
+    "patched_forward",
+    "predict_in_batches",
+]
