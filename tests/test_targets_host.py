@@ -164,6 +164,13 @@ def test_same_attack_as_the_jax_model(kind, onnx_path, digits, jax_result):
     np.testing.assert_allclose(res.fitness_history, ref.fitness_history, atol=1e-5, rtol=0)
 
 
+def test_adapters_are_exported_by_the_targets_package():
+    assert opj.targets.from_numpy is from_numpy
+    assert opj.targets.from_onnx is from_onnx
+    assert opj.targets.from_torch is from_torch
+    assert opj.targets.HostTarget is HostTarget
+
+
 def test_one_host_call_per_generation_with_the_whole_batch(jax_model, digits):
     model = jax.jit(jax_model)
     sizes = []
