@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import sys
 import time
 import warnings
@@ -36,6 +37,7 @@ from .objective import DEFAULT_THRESHOLD, FITNESSES, STOP_RULES, make_objective
 from .perturb import SAMPLERS, apply_pixels, decode_candidate
 from .search.base import SearchSpace
 from .targets import check_probs, patched_forward, predict_in_batches
+from .targets.host import check_traceable
 from .types import PredictFn, Target
 
 EARLY_STOP_RULES = STOP_RULES
@@ -48,12 +50,22 @@ class AttackConfig:
 
     Attributes:
       pixels: number of perturbed pixels ``d`` (paper: 1, 3, 5).
-      popsize: candidates per image per generation (paper: 400).
+      popsize: candidates per image per generation (paper: 400). ``None``: the strategy's
+        own default (400 for the DE strategies).
       max_iters: generations after the initial population (paper: 100). The budget per
-        image is ``popsize * (max_iters + 1)`` model evaluations.
+        image is ``popsize * (max_iters + 1)`` model evaluations. ``None``: 100 generations,
+        or for strategies that declare a query budget (``"fast"``, the scans, Sparse-RS,
+        JADE) as many as fit the paper's 40,400 evaluations.
       targeted: maximise ``p_target`` instead of minimising ``p_true``.
       strategy: a registered search strategy (:func:`onepixel_jax.search.names`):
-        ``"de"`` (the paper's DE, default) or ``"random"`` (the paper's random baseline).
+        ``"de"`` (DE, default; its defaults are the paper's), ``"paper"`` (the paper's DE
+        whatever the DE knobs say), ``"fast"``, ``"random"`` (the paper's baseline), ...
+      options: strategy-specific static options as ``(name, value)`` pairs, for instance
+        ``(("dither", True),)`` for ``"de"``; each strategy lists the names it takes.
+      stall: give up on an image once its best fitness has not improved by more than
+        ``stall_eps`` over the last ``stall`` generations (``0``: never; the paper's setting).
+        ``None``: the strategy's default (off for all but ``"fast"``).
+      stall_eps: the improvement the stall rule counts as progress.
       F: DE differential weight (paper: 0.5). Traced: changing it does not recompile.
       crossover: DE binomial crossover rate in [0, 1], or ``None`` (paper: no crossover).
       mutation: DE mutation, ``"rand1"`` (paper) or ``"best1"``.
@@ -78,10 +90,13 @@ class AttackConfig:
     """
 
     pixels: int = 1
-    popsize: int = 400
-    max_iters: int = 100
+    popsize: int | None = None
+    max_iters: int | None = None
     targeted: bool = False
     strategy: str = "de"
+    options: tuple = ()
+    stall: int | None = None
+    stall_eps: float = 1e-4
     F: float = 0.5
     crossover: float | None = None
     mutation: str = "rand1"
@@ -105,9 +120,19 @@ class AttackConfig:
             object.__setattr__(self, "strategy", "de")
         spec = search_lib.get(self.strategy)
         _check_int("pixels", self.pixels, 1)
+        if self.popsize is None:
+            object.__setattr__(self, "popsize", spec.popsize)
         why = f"(strategy {spec.name!r} needs at least {spec.min_popsize})"
         _check_int("popsize", self.popsize, max(spec.min_popsize, 1), why)
+        if self.max_iters is None:
+            iters = 100 if spec.budget is None else max(spec.budget // self.popsize - 1, 0)
+            object.__setattr__(self, "max_iters", iters)
         _check_int("max_iters", self.max_iters, 0)
+        if self.stall is None:
+            object.__setattr__(self, "stall", spec.stall)
+        _check_int("stall", self.stall, 0)
+        _check_number("stall_eps", self.stall_eps)
+        search_lib.check_options(spec, self.options)
         if self.batch_size is not None:
             _check_int("batch_size", self.batch_size, 1)
         if self.call_size is not None:
@@ -201,6 +226,8 @@ class _Static(NamedTuple):
     sampler: str
     objective: str
     early_stop: str | None
+    stall: int  # give up after this many generations without improvement (0: never)
+    stall_eps: float
     slots: int
     call_slots: int  # slots per model call: the S slots are evaluated in S / call_slots calls
     compact: bool  # pack busy slots first and skip model calls on all-idle call groups
@@ -280,6 +307,7 @@ def attack(
     targets: Any = None,
     *,
     progress: bool | Callable[[dict], None] = True,
+    mesh: Any = None,
 ) -> AttackResult:
     """Few-pixel black-box attack on a batch of images.
 
@@ -296,12 +324,17 @@ def attack(
       progress: ``True`` prints images done, evaluations/s and ETA on stderr, updated per
         generation from inside the compiled loop (once the attack has run for a second);
         ``False`` is silent; a callable receives the same figures as a dict per generation.
+      mesh: the devices that share the images: ``None`` (all devices, ``jax.devices()``;
+        under ``jax.distributed`` those of every process), a sequence of devices or a
+        ``jax.sharding.Mesh`` (all its axes together). Each device attacks its own queue of
+        images; results equal those on one device, bit for bit. One device runs the loop
+        as is. See :mod:`onepixel_jax.distributed` and ``docs/scaling.md``.
 
     Returns:
       :class:`AttackResult`.
     """
     cfg = AttackConfig() if cfg is None else cfg
-    return _run_attack(key, predict_fn, images, labels, cfg, targets, progress)
+    return _run_attack(key, predict_fn, images, labels, cfg, targets, progress, mesh=mesh)
 
 
 def random_search(
@@ -313,6 +346,7 @@ def random_search(
     targets: Any = None,
     *,
     progress: bool | Callable[[dict], None] = True,
+    mesh: Any = None,
 ) -> AttackResult:
     """The paper's random baseline with the same budget: :func:`attack` with
     ``strategy="random"`` (every generation draws ``popsize`` fresh candidates from the
@@ -321,7 +355,7 @@ def random_search(
     if not isinstance(cfg, AttackConfig):
         raise TypeError(f"cfg must be an AttackConfig, got {type(cfg).__name__}")
     cfg = dataclasses.replace(cfg, strategy="random")
-    return _run_attack(key, predict_fn, images, labels, cfg, targets, progress)
+    return _run_attack(key, predict_fn, images, labels, cfg, targets, progress, mesh=mesh)
 
 
 # --------------------------------------------------------------------------------------
@@ -425,12 +459,15 @@ def _target_probs(target: Target, x: jax.Array, pixels: jax.Array, chunk: int) -
     return np.concatenate(out, axis=0)
 
 
-def _run_attack(key, model, images, labels, cfg, targets, progress) -> AttackResult:
+def _run_attack(key, model, images, labels, cfg, targets, progress, *, mesh=None) -> AttackResult:
     if not isinstance(cfg, AttackConfig):
         raise TypeError(f"cfg must be an AttackConfig, got {type(cfg).__name__}")
     if not callable(model) and not isinstance(model, Target):
         raise TypeError(f"predict_fn must be callable or a Target, got {type(model).__name__}")
     key = _check_key(key)
+    from .distributed import resolve_mesh  # noqa: PLC0415 (distributed imports this module)
+
+    mesh = resolve_mesh(mesh)  # None: one device, the loop runs as is
     arr, has_channel = _check_images(images)
     n = arr.shape[0]
     labels = _check_classes("labels", labels, n)
@@ -460,6 +497,7 @@ def _run_attack(key, model, images, labels, cfg, targets, progress) -> AttackRes
     else:
         target = patched_forward(model, has_channel)
         view = (lambda b: b) if has_channel else (lambda b: b[..., 0])
+        check_traceable(model, view(x[:2]))  # a NumPy model: one line naming the adapters
         # The clean images' predictions also validate predict_fn before the loop is compiled.
         original_probs = predict_in_batches(model, view(x), chunk, check=True)
     k = original_probs.shape[1]
@@ -478,6 +516,8 @@ def _run_attack(key, model, images, labels, cfg, targets, progress) -> AttackRes
         sampler=cfg.sampler,
         objective=cfg.objective,
         early_stop=cfg.early_stop,
+        stall=int(cfg.stall),
+        stall_eps=float(cfg.stall_eps),
         slots=slots,
         call_slots=call_slots,
         compact=bool(cfg.compact),
@@ -498,7 +538,13 @@ def _run_attack(key, model, images, labels, cfg, targets, progress) -> AttackRes
         reporter = ProgressReporter(n, cfg.budget)
     elif callable(progress):
         reporter = ProgressReporter(n, cfg.budget, sink=progress)
-    genes, history, rounds, evaluations = _evolve(
+    if mesh is None:
+        evolve = _evolve
+    else:
+        from .distributed import evolve_sharded  # noqa: PLC0415
+
+        evolve = functools.partial(evolve_sharded, mesh=mesh)
+    genes, history, rounds, evaluations = evolve(
         problem, target=target, static=static, reporter=reporter
     )
     pix = _decode_all(x, genes)
@@ -545,6 +591,15 @@ class _Problem(NamedTuple):
     targets: jax.Array  # (N,) int32 (labels again when untargeted)
     params: Any  # the strategy's traced hyperparameters
     threshold: jax.Array  # () float32, the "threshold" stop rule's value
+    share: _Share | None = None  # set when the images are one device's share of a call
+
+
+class _Share(NamedTuple):
+    """One device's share of a sharded call (:mod:`onepixel_jax.distributed`)."""
+
+    index: jax.Array  # (N,) int32: the call-wide index of each image (its fold_in)
+    count: jax.Array  # () int32: the first `count` images are attacked; the rest are padding
+    device: jax.Array  # () int32: the share's position, which tags its progress reports
 
 
 def _setup(problem: _Problem, static: _Static):
@@ -554,9 +609,15 @@ def _setup(problem: _Problem, static: _Static):
     return space, strategy
 
 
+def _queue_length(problem: _Problem) -> jax.Array | int:
+    """Images to attack: all of them, or the first ``share.count`` (the rest is padding)."""
+    return problem.images.shape[0] if problem.share is None else problem.share.count
+
+
 def _initial_state_impl(problem: _Problem, *, target, static) -> LoopState:
     """The carry before the first generation: slots hold images ``0 .. S-1``."""
     n = problem.images.shape[0]
+    count = _queue_length(problem)
     s, p, g = static.slots, static.popsize, static.max_iters
     space, strategy = _setup(problem, static)
     keys = jax.vmap(lambda i: jax.random.fold_in(problem.key, i))(jnp.arange(s))
@@ -568,9 +629,9 @@ def _initial_state_impl(problem: _Problem, *, target, static) -> LoopState:
     zeros = lambda tree: jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), tree)  # noqa: E731
     d = space.num_genes
     return LoopState(
-        slot_image=jnp.arange(s, dtype=jnp.int32),
+        slot_image=jnp.where(jnp.arange(s) < count, jnp.arange(s, dtype=jnp.int32), n),
         generation=jnp.zeros((s,), jnp.int32),
-        next_image=jnp.int32(min(s, n)),
+        next_image=jnp.minimum(s, count).astype(jnp.int32),
         search=zeros(jax.eval_shape(jax.vmap(first_state), keys)),
         cache=zeros(
             jax.eval_shape(
@@ -607,7 +668,11 @@ def _run_loop_impl(st: LoopState, problem: _Problem, *, target, static) -> LoopS
     )
     decode = jax.vmap(jax.vmap(lambda genes: decode_candidate(genes, h, w, c)))
 
+    count = _queue_length(problem)
+
     def image_key(i):
+        if problem.share is not None:
+            i = problem.share.index[jnp.minimum(i, n - 1)]
         return jax.random.fold_in(problem.key, i)
 
     def cond(st: LoopState):
@@ -686,6 +751,10 @@ def _run_loop_impl(st: LoopState, problem: _Problem, *, target, static) -> LoopS
         rnd = st.generation
         history = st.history.at[jnp.arange(s), rnd].set(best_fitness)
         finished = valid & (jnp.any(stop, axis=1) | (rnd == g))
+        if static.stall > 0:  # no gain over the last `stall` generations: give up the image
+            k = static.stall
+            before = jnp.take_along_axis(history, jnp.maximum(rnd - k, 0)[:, None], axis=1)[:, 0]
+            finished = finished | (valid & (rnd >= k) & (before - best_fitness <= static.stall_eps))
 
         # Write finished images out; rows of unfinished slots go out of bounds and are dropped.
         out_idx = jnp.where(finished, st.slot_image, n)
@@ -698,15 +767,16 @@ def _run_loop_impl(st: LoopState, problem: _Problem, *, target, static) -> LoopS
 
         # Refill finished slots with the next waiting images, in slot order.
         order = jnp.cumsum(finished) - 1
-        refill = jnp.minimum(st.next_image + order, n)
+        refill = jnp.where(st.next_image + order < count, st.next_image + order, n)
         slot_image = jnp.where(finished, refill, st.slot_image)
-        next_image = jnp.minimum(st.next_image + jnp.sum(finished), n)
+        next_image = jnp.minimum(st.next_image + jnp.sum(finished), count)
         generation = jnp.where(finished | ~valid, 0, rnd + 1)
         if static.progress:
             busy = slot_image < n
             done = next_image - jnp.sum(busy)
             useful = jnp.sum(out_rounds) + jnp.sum(jnp.where(busy, generation, 0))
-            jax.debug.callback(_progress_hook, done, useful * p, s * p)
+            tag = () if problem.share is None else (problem.share.device,)
+            jax.debug.callback(_progress_hook, done, useful * p, s * p, *tag)
         new = LoopState(
             slot_image=slot_image,
             generation=generation,
@@ -775,9 +845,9 @@ def _evolve(problem: _Problem, *, target: Target, static: _Static, reporter=None
 _ACTIVE_REPORTERS: list = []
 
 
-def _progress_hook(done, useful, per_step) -> None:
-    if _ACTIVE_REPORTERS:
-        _ACTIVE_REPORTERS[-1].update(int(done), int(useful), int(per_step))
+def _progress_hook(done, useful, per_step, *device) -> None:
+    if _ACTIVE_REPORTERS:  # a sharded call's reporter also receives the device's position
+        _ACTIVE_REPORTERS[-1].update(int(done), int(useful), int(per_step), *map(int, device))
 
 
 @contextlib.contextmanager

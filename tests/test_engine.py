@@ -356,3 +356,11 @@ def test_plan_slots_defaults_and_explicit_sizes():
     assert plan_slots(explicit, 3, (32, 32, 3)) == (4, 2)  # 3 images -> 2 groups of 2 slots
     small = opj.AttackConfig(popsize=20)
     assert plan_slots(small, 6, (8, 8, 1)) == (6, 6)
+
+
+def test_a_numpy_predict_fn_gets_one_line_pointing_to_the_adapters():
+    def numpy_model(batch):
+        return np.full((len(np.asarray(batch)), 3), 1 / 3)
+
+    with pytest.raises(TypeError, match=r"not JAX-traceable.*opj\.targets\.from_numpy"):
+        opj.attack(jax.random.key(0), numpy_model, grey_images(2), LABELS2, opj.AttackConfig())
