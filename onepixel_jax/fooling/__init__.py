@@ -2,8 +2,8 @@
 
 Modules: :mod:`archive` (the per-class elite archive), :mod:`direct` (one gene per pixel,
 polynomial mutation), :mod:`cppn` (fixed-capacity CPPN genomes), :mod:`map_elites` (the
-compiled loop), :mod:`retrain` (an extra "fooling" class and retraining rounds) and
-:mod:`run` (the resumable run behind ``onepixel fool``).
+compiled loop) and :mod:`run` (the resumable run behind ``onepixel fool``). Retraining with
+an extra "fooling" class is a defence: :mod:`onepixel_jax.defences.fooling_class`.
 """
 
 from onepixel_jax.fooling import archive, cppn, direct, map_elites

@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import os
-import platform
+import io
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,12 +31,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from onepixel_jax.files import (
+    DamagedFileError,
+    append_jsonl,
+    read_json_object,
+    read_jsonl,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from onepixel_jax.fooling import figures
 from onepixel_jax.fooling import map_elites as me
 from onepixel_jax.fooling.archive import Archive
 from onepixel_jax.fooling.cppn import CPPNParams, cppn_encoding
 from onepixel_jax.fooling.direct import DirectParams, direct_encoding
 from onepixel_jax.fooling.encoding import Encoding
+from onepixel_jax.provenance import machine_info, package_versions
 
 ENCODINGS = ("direct", "cppn")
 CONFIG_FILE = "config.json"
@@ -118,16 +126,6 @@ def make_encoding(config: FoolConfig, image_shape: Sequence[int]) -> Encoding:
     return cppn_encoding(shape, max_hidden=config.max_hidden, params=params)
 
 
-def machine_info() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "jax": jax.__version__,
-        "backend": jax.default_backend(),
-    }
-
-
 # ---------------------------------------------------------------------------------------------
 # State files
 
@@ -136,9 +134,9 @@ def _save_state(path: Path, state: me.FoolingState, curve: np.ndarray, elapsed: 
     arch = state.archive
     leaves = jax.tree_util.tree_leaves(arch.genomes)
     arrays = {f"genome_{i}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
-    tmp = path.with_name(path.name + ".tmp.npz")
+    buffer = io.BytesIO()
     np.savez(
-        tmp,
+        buffer,
         images=np.asarray(arch.images).astype(np.uint8),
         fitness=np.asarray(arch.fitness),
         generation=np.asarray(state.generation),
@@ -146,11 +144,21 @@ def _save_state(path: Path, state: me.FoolingState, curve: np.ndarray, elapsed: 
         elapsed=np.asarray(elapsed, np.float64),
         **arrays,
     )
-    os.replace(tmp, path)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def _load_state(path: Path, template: me.FoolingState) -> tuple[me.FoolingState, np.ndarray, float]:
-    with np.load(path) as data:
+    try:
+        return _read_state(path, template)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise DamagedFileError(
+            f"fooling state {path} cannot be read ({type(err).__name__}); "
+            "delete the folder or use another --out"
+        ) from None
+
+
+def _read_state(path: Path, template: me.FoolingState) -> tuple[me.FoolingState, np.ndarray, float]:
+    with np.load(path, allow_pickle=False) as data:
         leaves, treedef = jax.tree_util.tree_flatten(template.archive.genomes)
         genomes = jax.tree_util.tree_unflatten(
             treedef,
@@ -167,12 +175,11 @@ def _load_state(path: Path, template: me.FoolingState) -> tuple[me.FoolingState,
 
 def _trim_progress(path: Path, generation: int) -> None:
     """Drop progress lines past ``generation`` (written before a crash, not in the state)."""
-    if not path.exists():
-        return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    keep = [ln for ln in lines if json.loads(ln).get("generation", 0) <= generation]
-    if len(keep) != len(lines):
-        path.write_text("".join(ln + "\n" for ln in keep))
+    records = read_jsonl(path, repair=True)
+    keep = [r for r in records if r.get("generation", 0) <= generation]
+    if len(keep) != len(records):
+        path.unlink()
+        append_jsonl(path, keep)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,7 +210,7 @@ def run_fooling(
     config_path = out / CONFIG_FILE
     config_dict = dataclasses.asdict(config)
     if config_path.exists():
-        saved = json.loads(config_path.read_text())
+        saved = read_json_object(config_path, "fooling config")
         if saved != config_dict:
             diff = sorted(
                 k for k in set(saved) | set(config_dict) if saved.get(k) != config_dict.get(k)
@@ -213,7 +220,7 @@ def run_fooling(
                 "use another --out or the same settings"
             )
     else:
-        config_path.write_text(json.dumps(config_dict, indent=2) + "\n")
+        write_json_atomic(config_path, config_dict)
 
     num_classes = len(class_names)
     encoding = make_encoding(config, image_shape)
@@ -276,8 +283,7 @@ def run_fooling(
             "reached": reached,
             "best": [float(f) for f in fitness],
         }
-        with progress_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_jsonl(progress_path, [record])
         _save_state(state_path, state, curve, elapsed)
         log(
             f"[fool] gen {gen:5d}/{generations}  {elapsed:7.1f}s  "
@@ -326,8 +332,8 @@ def _finish(config, predict_fn, class_names, out, state, curve, elapsed, stopped
         "median_confidence": float(np.median(fitness)),
         "first_generation_reaching": [int(f) for f in first],
         "generation_all_reached": all_gen,
-        "machine": machine_info(),
+        "machine": {**machine_info(), **package_versions(("jax", "jaxlib"))},
         "config": dataclasses.asdict(config),
     }
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    write_json_atomic(out / SUMMARY_FILE, summary)
     return summary
