@@ -1,0 +1,243 @@
+"""Attacks spread over several devices and processes: the sharded form of the engine's loop.
+
+:func:`onepixel_jax.attack` calls :func:`evolve_sharded` instead of the one-device loop when
+its ``mesh`` holds more than one device. The images are dealt out round-robin (image ``i`` to
+device ``i % D``), each device gets a padded block of ``ceil(N / D)`` images and runs the
+engine's own compiled loop (:func:`onepixel_jax.engine._evolve_impl`) on it inside
+``jax.shard_map``, with its own queue and slots: the loop has no collective, so no device
+waits for another per generation. Padding images are never started (the block's ``count``
+stops the queue), so they cost no model call. Results are gathered once, at the end.
+
+Results equal those of one device bit for bit: image ``i`` still draws its randomness from
+``fold_in(key, i)`` with ``i`` its index in the call (the share carries that index), and a
+model's output for one candidate does not depend on the others in its call (the same
+assumption that makes results independent of ``batch_size``). Once a device's share holds
+at least ``call_slots`` images, its model calls have the size they have on one device.
+
+Several processes (``jax.distributed.initialize()``): the mesh defaults to every device of
+every process, each process computes the shares of its own devices, and every process gets
+the full result (``multihost_utils.process_allgather``). A sweep run by several processes
+(``onepixel attack`` with the cluster flags) instead gives each process its own share of the
+images and a mesh of its local devices (:func:`local_mesh`); see ``docs/scaling.md``.
+
+Fitness is minimised (see :mod:`onepixel_jax.objective`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from . import engine
+
+AXIS = "images"
+
+
+def resolve_mesh(mesh: Any = None) -> Mesh | None:
+    """The mesh an attack runs on, or ``None`` for the one-device loop.
+
+    ``None`` means every device (``jax.devices()``: the local ones, or under
+    ``jax.distributed`` those of all processes); a sequence of devices becomes a 1-D mesh
+    over the axis ``"images"``; a ``Mesh`` is used as given, all its axes sharing the images.
+    A single device gives ``None``.
+    """
+    if mesh is None:
+        devices: Sequence = jax.devices()
+    elif isinstance(mesh, Mesh):
+        devices = list(mesh.devices.flat)
+    elif isinstance(mesh, Sequence) and all(isinstance(d, jax.Device) for d in mesh):
+        devices = list(mesh)
+    else:
+        raise TypeError(
+            "mesh must be None, a jax.sharding.Mesh or a sequence of devices, "
+            f"got {type(mesh).__name__}"
+        )
+    if len(devices) == 0:
+        raise ValueError("mesh has no devices")
+    if len(set(devices)) != len(devices):
+        raise ValueError("mesh names a device twice")
+    if len(devices) == 1:
+        if devices[0].process_index != jax.process_index():
+            raise ValueError("mesh holds one device of another process")
+        return None
+    if isinstance(mesh, Mesh):
+        return mesh
+    return Mesh(np.asarray(devices), (AXIS,))
+
+
+def local_mesh() -> Mesh | None:
+    """A mesh of this process's own devices (``None`` when it has one): what a process of a
+    multi-process sweep attacks its share of the images with."""
+    return resolve_mesh(list(jax.local_devices()))
+
+
+class ShareLayout(NamedTuple):
+    """How ``N`` images are dealt to ``D`` devices (NumPy, host side).
+
+    ``order[k, j]`` is the call index of device ``k``'s ``j``-th image (``>= N``: padding);
+    ``counts[k]`` is how many of device ``k``'s ``per_device`` images are real.
+    """
+
+    order: np.ndarray  # (D, per_device) int64
+    counts: np.ndarray  # (D,) int32
+    per_device: int
+
+
+def share_layout(num_images: int, num_devices: int) -> ShareLayout:
+    """Round-robin shares: image ``i`` goes to device ``i % D`` (counts differ by <= 1)."""
+    per = -(-num_images // num_devices)
+    k = np.arange(num_devices)
+    order = np.arange(per)[None, :] * num_devices + k[:, None]
+    counts = np.maximum(num_images - k + num_devices - 1, 0) // num_devices
+    return ShareLayout(order, counts.astype(np.int32), per)
+
+
+def device_static(static: engine._Static, per_device: int) -> engine._Static:
+    """The loop settings of one device's share: what one device would plan for a call of
+    ``per_device`` images (:func:`onepixel_jax.engine.plan_slots`): at most as many slots
+    and slots per model call as the whole call has, and no more than the share's size."""
+    cs = min(static.call_slots, per_device)
+    slots = -(-min(static.slots, per_device) // cs) * cs
+    return static._replace(slots=slots, call_slots=cs)
+
+
+class _ShareProgress:
+    """Sums the per-generation reports of the devices of this process into one reporter."""
+
+    def __init__(self, reporter) -> None:
+        self.reporter = reporter
+        self.latest: dict[int, tuple[int, int, int]] = {}
+        self.lock = threading.Lock()
+
+    def update(self, done: int, useful: int, per_step: int, device: int = 0) -> None:
+        with self.lock:
+            self.latest[device] = (done, useful, per_step)
+            d, u, s = (sum(v) for v in zip(*self.latest.values(), strict=True))
+            self.reporter.update(d, u, s)
+
+    def close(self) -> None:
+        self.reporter.close()
+
+
+def _global_array(x: Any, sharding: NamedSharding) -> jax.Array:
+    """``x`` (the same host value on every process) as a global array with ``sharding``."""
+    x = np.asarray(x)
+    if jax.process_count() == 1:
+        return jax.device_put(x, sharding)
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+def _host_value(x: jax.Array) -> np.ndarray:
+    """The whole of a (possibly multi-process) global array, on every process."""
+    if x.is_fully_addressable:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def _evolve_shards_impl(key_data, problem, *, target, static, mesh, key_impl):
+    spec = P(tuple(mesh.axis_names))
+    share_spec = engine._Share(index=spec, count=spec, device=spec)
+    in_specs = (
+        P(),
+        engine._Problem(
+            key=None,
+            images=spec,
+            labels=spec,
+            targets=spec,
+            params=P(),
+            threshold=P(),
+            share=share_spec,
+        ),
+    )
+
+    def local(key_data, problem):
+        share = problem.share
+        problem = problem._replace(
+            key=jax.random.wrap_key_data(key_data, impl=key_impl),
+            share=share._replace(count=share.count[0], device=share.device[0]),
+        )
+        st = engine._evolve_impl(problem, target=target, static=static)
+        return st.out_genes, st.out_history, st.out_rounds, st.model_calls[None]
+
+    run = jax.shard_map(
+        local, mesh=mesh, in_specs=in_specs, out_specs=(spec, spec, spec, spec), check_vma=False
+    )
+    return run(key_data, problem)
+
+
+_evolve_shards = jax.jit(
+    _evolve_shards_impl, static_argnames=("target", "static", "mesh", "key_impl")
+)
+
+
+def evolve_sharded(problem: engine._Problem, *, target, static, reporter=None, mesh: Mesh):
+    """:func:`onepixel_jax.engine._evolve` over the devices of ``mesh``.
+
+    Returns genes ``(N, D)``, history ``(N, G + 1)``, rounds ``(N,)`` (NumPy, every image,
+    in call order, on every process) and the candidate evaluations carried by the model
+    calls of all devices.
+    """
+    n = problem.images.shape[0]
+    devices = list(mesh.devices.flat)
+    layout = share_layout(n, len(devices))
+    flat = layout.order.reshape(-1)
+    src = np.minimum(flat, n - 1)  # padding repeats the last image; it is never started
+    sharded = NamedSharding(mesh, P(tuple(mesh.axis_names)))
+    replicated = NamedSharding(mesh, P())
+
+    def split(a):
+        return _global_array(np.asarray(a)[src], sharded)
+
+    share = engine._Share(
+        index=_global_array(flat.astype(np.int32), sharded),
+        count=_global_array(layout.counts, sharded),
+        device=_global_array(np.arange(len(devices), dtype=np.int32), sharded),
+    )
+    local_problem = engine._Problem(
+        key=None,
+        images=split(problem.images),
+        labels=split(problem.labels),
+        targets=split(problem.targets),
+        params=jax.tree_util.tree_map(lambda a: _global_array(a, replicated), problem.params),
+        threshold=_global_array(problem.threshold, replicated),
+        share=share,
+    )
+    key_data = _global_array(jax.random.key_data(problem.key), replicated)
+    if reporter is not None and jax.process_count() > 1:
+        mine = [k for k, d in enumerate(devices) if d.process_index == jax.process_index()]
+        reporter.num_images = int(layout.counts[mine].sum())  # this process's share
+    local_static = device_static(static, layout.per_device)
+    with engine._progress_session(None if reporter is None else _ShareProgress(reporter)):
+        out = _evolve_shards(
+            key_data,
+            local_problem,
+            target=target,
+            static=local_static,
+            mesh=mesh,
+            key_impl=jax.random.key_impl(problem.key),
+        )
+        genes, history, rounds, calls = (_host_value(a) for a in out)
+    real = flat < n
+    where = flat[real]
+    out_genes = np.empty((n,) + genes.shape[1:], genes.dtype)
+    out_history = np.empty((n,) + history.shape[1:], history.dtype)
+    out_rounds = np.empty((n,), rounds.dtype)
+    out_genes[where], out_history[where], out_rounds[where] = (
+        genes[real],
+        history[real],
+        rounds[real],
+    )
+    evaluations = int(calls.astype(np.int64).sum()) * local_static.call_slots * static.popsize
+    return jnp.asarray(out_genes), jnp.asarray(out_history), jnp.asarray(out_rounds), evaluations
+
+
+__all__ = ["AXIS", "ShareLayout", "evolve_sharded", "local_mesh", "resolve_mesh", "share_layout"]
