@@ -488,7 +488,7 @@ def _run_attack(key, model, images, labels, cfg, targets, progress, *, mesh=None
     if cfg.pixels > h * w:
         raise ValueError(f"pixels must be <= the {h}x{w} = {h * w} image pixels, got {cfg.pixels}")
     slots, call_slots = plan_slots(cfg, n, x.shape[1:])
-    chunk = max(min(slots, n) * cfg.popsize // 4, 1)
+    chunk = max(call_slots * cfg.popsize // 4, 1)  # clean and final predictions
 
     if isinstance(model, Target):
         target = model
