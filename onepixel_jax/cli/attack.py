@@ -85,8 +85,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--batch-size",
         type=errors.int_at_least(1),
         default=None,
-        help="attacks evolved side by side inside a call; memory and speed only, results do "
-        "not depend on it (default: about 4M input values per model call)",
+        help="attacks evolved side by side inside a call: memory and speed, not part of the "
+        "configuration, may change between resumes (default: about 4M input values per "
+        "model call)",
     )
     names = method_names()
     p.add_argument(
@@ -237,7 +238,7 @@ def sweep(
             class_names=class_names,
             data_dir=data_dir,
             batch_size=batch_size,
-            progress=bar,
+            progress=None if quiet else bar,
         )
     except SettingError as exc:
         raise _flag_error(exc) from None

@@ -15,7 +15,6 @@ attacked again); pass another --out for a fresh run, or a larger --n-images to g
 from __future__ import annotations
 
 import argparse
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -26,29 +25,12 @@ CIFAR = ("allconv-cifar10", "cifar10")
 FIGURES = ("class_pairs.png", "per_class.png", "fitness.png", "examples.png")
 
 
-def _models():
-    try:
-        from onepixel_jax import zoo as models
-    except ImportError:
-        from onepixel_jax import models
-    return models
-
-
 def cifar10_available(data_dir: str | None = None) -> bool:
     """Whether CIFAR-10's test split can be read from local files (never downloads)."""
     from onepixel_jax import data
 
-    if "download" not in inspect.signature(data.load).parameters:
-        # A loader without the download switch may fall back to tensorflow-datasets:
-        # look for the local folder first.
-        roots = data.candidate_dirs(data_dir)
-        if not any((r / "cifar10").is_dir() and any((r / "cifar10").iterdir()) for r in roots):
-            return False
-        kwargs = {}
-    else:
-        kwargs = {"download": False}
     try:
-        data.load("cifar10", "test", data_dir=data_dir, limit=1, **kwargs)
+        data.load("cifar10", "test", data_dir=data_dir, limit=1, download=False)
     except (OSError, ValueError, ImportError):
         return False
     return True
@@ -56,7 +38,9 @@ def cifar10_available(data_dir: str | None = None) -> bool:
 
 def default_target(data_dir: str | None = None) -> tuple[str, str]:
     """``(model, dataset)`` of the demo: CIFAR-10 when available locally, else the digits."""
-    if CIFAR[0] in _models().list_models() and cifar10_available(data_dir):
+    from onepixel_jax import zoo
+
+    if CIFAR[0] in zoo.list_models() and cifar10_available(data_dir):
         return CIFAR
     return DIGITS
 

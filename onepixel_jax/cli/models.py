@@ -8,25 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from onepixel_jax.cli import errors
 from onepixel_jax.errors import UsageError
-from onepixel_jax.files import read_json_object
-
-
-def _models():
-    try:
-        from onepixel_jax import zoo as models
-    except ImportError:
-        from onepixel_jax import models
-    return models
-
-
-def _card_file(name: str) -> Path:
-    models = _models()
-    return Path(models.models_dir()) / name / getattr(models, "CARD_FILE", "card.json")
 
 
 def _size(n_bytes: Any) -> str:
@@ -35,20 +20,26 @@ def _size(n_bytes: Any) -> str:
     return f"{n_bytes / 2**20:.1f} MiB" if n_bytes >= 2**20 else f"{n_bytes / 2**10:.0f} KiB"
 
 
+def _card(name: str):
+    from onepixel_jax import zoo
+
+    return zoo.ModelCard.read(zoo.models_dir() / name / zoo.CARD_FILE)
+
+
 def table_rows(names: list[str]) -> list[list[str]]:
     """One row per checkpoint: name, architecture, dataset, accuracy, parameters, size."""
     rows = []
     for name in names:
-        card = read_json_object(_card_file(name), what="model card")
-        acc = card.get("test_accuracy")
+        card = _card(name)
+        acc = card.test_accuracy
         split = card.get("test_split") or "test"
         rows.append(
             [
                 name,
-                str(card.get("architecture", "?")),
-                str(card.get("dataset", "?")),
-                f"{100 * acc:.2f} % ({split})" if isinstance(acc, int | float) else "?",
-                f"{card['parameter_count']:,}" if "parameter_count" in card else "?",
+                card.architecture,
+                card.dataset or "?",
+                "?" if acc is None else f"{100 * acc:.2f} % on {split}",
+                "?" if card.parameter_count is None else f"{card.parameter_count:,}",
                 _size(card.get("checkpoint_bytes")),
             ]
         )
@@ -56,13 +47,14 @@ def table_rows(names: list[str]) -> list[list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    known = list(_models().list_models())
+    from onepixel_jax import zoo
+
+    known = list(zoo.list_models())
     if args.name is not None:
         if args.name not in known:
             hint = ", ".join(known) if known else "none installed"
             raise UsageError(f"unknown model {args.name!r} (available: {hint})")
-        card = read_json_object(_card_file(args.name), what="model card")
-        print(json.dumps(card, indent=2))
+        print(json.dumps(_card(args.name).to_dict(), indent=2))
         return 0
     header = ["name", "architecture", "dataset", "test accuracy", "parameters", "size"]
     rows = [header, *table_rows(known)]

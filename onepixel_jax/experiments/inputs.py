@@ -7,18 +7,13 @@ fits on one line (the command line prints it as is).
 
 from __future__ import annotations
 
-import inspect
 import os
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from onepixel_jax.errors import UsageError
-from onepixel_jax.files import DamagedFileError, read_json_object
-
-# Fields a model card needs for an attack (the loader needs more to build the network).
-CARD_FIELDS = ("architecture", "input_shape", "checkpoint_sha256")
+from onepixel_jax.files import DamagedFileError
 
 
 def one_line(exc: BaseException) -> str:
@@ -31,55 +26,26 @@ def one_line(exc: BaseException) -> str:
     return lines[0]
 
 
-def _models():
-    try:
-        from onepixel_jax import zoo as models
-    except ImportError:
-        from onepixel_jax import models
-    return models
-
-
-def _card_path(models, name: str) -> Path | None:
-    """The card file that ``models.load(name)`` would read, if it can be told beforehand."""
-    card_file = getattr(models, "CARD_FILE", "card.json")
-    path = Path(name)
-    if path.is_dir():
-        return path / card_file
-    if path.is_file() and path.name == card_file:
-        return path
-    if "/" not in name:
-        candidate = Path(models.models_dir()) / name / card_file
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def load_model(name: str) -> tuple[Callable, dict]:
+def load_model(name: str) -> tuple[Callable, Mapping]:
     """``(predict_fn, card)`` of a committed checkpoint name or a checkpoint folder.
 
     Raises:
       UsageError: unknown name, missing files or a checkpoint that does not match its card.
-      DamagedFileError: a model card that is not a JSON object or lacks a needed field.
+      DamagedFileError: a model card that is not a JSON object or lacks a field (the zoo's
+        ``CardError``, naming the card file).
     """
-    models = _models()
+    from onepixel_jax import zoo
+
     if not isinstance(name, str) or not name:
         raise UsageError(f"model must be a checkpoint name or folder, got {name!r}")
-    known = list(models.list_models())
+    known = list(zoo.list_models())
     if not os.path.exists(name) and name not in known:
         hint = ", ".join(known) if known else "none installed"
         raise UsageError(f"unknown model {name!r} (available: {hint}; see onepixel models)")
-    card_path = _card_path(models, name)
-    if card_path is not None:
-        card = read_json_object(card_path, what="model card")
-        missing = [k for k in CARD_FIELDS if k not in card]
-        if missing:
-            raise DamagedFileError(f"model card {card_path} lacks {', '.join(missing)}")
     try:
-        return models.load(name)
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise DamagedFileError(
-            f"model card of {name!r} is damaged ({type(exc).__name__}: {one_line(exc)})"
-        ) from exc
+        return zoo.load(name)
+    except DamagedFileError:
+        raise
     except (ValueError, OSError) as exc:
         raise UsageError(f"cannot load model {name!r}: {one_line(exc)}") from exc
 
@@ -89,20 +55,15 @@ def load_dataset(
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``(images uint8 NHWC, labels, class_names)`` of a dataset split.
 
-    Nothing is downloaded unless ``download`` is True (the data loader decides how).
+    Nothing is downloaded unless ``download`` is True (``onepixel_jax.data.load`` decides how).
 
     Raises:
       UsageError: unknown name or split, data not found, damaged files.
     """
     from onepixel_jax import data
 
-    kwargs = {"data_dir": data_dir}
-    if "download" in inspect.signature(data.load).parameters:
-        kwargs["download"] = download
-    elif download:
-        raise UsageError("this version of the data loader cannot download")
     try:
-        images, labels, class_names = data.load(name, split, **kwargs)
+        images, labels, class_names = data.load(name, split, data_dir=data_dir, download=download)
     except (KeyError, ValueError, OSError, ImportError) as exc:
         raise UsageError(f"cannot load dataset {name!r} split {split!r}: {one_line(exc)}") from exc
     return np.asarray(images), np.asarray(labels), list(class_names)

@@ -251,7 +251,9 @@ def comparison_table(run_dirs: list[str | os.PathLike]) -> str:
                 pct(m["confidence"]),
                 _num(m["avg_evaluations"], "{:,.0f}"),
                 _num(m["avg_distortion"]),
-                f"{-100 * c['difference']:+.2f} points (p = {c['p_value']:.2g})" if c else "",
+                f"{100 * (c['b_rate'] - c['a_rate']):+.2f} points (p = {c['p_value']:.2g})"
+                if c
+                else "",
                 _ci(m["derived_untargeted"]) if targeted else "",
                 _num(m["targets_per_image"], "{:.2f}") if targeted else "",
                 f"{m['seconds']:,.0f} s",
