@@ -7,9 +7,10 @@ every image's population), interleaved and repeated (medians):
 - direct: ``session.run`` on each batch from Python (the reference the issue names);
 - callback: the same batches through the target inside one compiled ``lax.scan`` (one
   ``jax.pure_callback`` per step, as in the engine's loop);
-- attack: ``opj.attack(..., early_stop=None)`` with G - 1 generations on ``images`` images,
-  i.e. G model calls of the same size plus the engine's own work (DE, patching), and two
-  small calls for the clean and final images. Per generation it is compared with direct.
+- attack: ``opj.attack(..., early_stop=None, batch_size=images, call_size=images * popsize)``
+  with G - 1 generations on ``images`` images, i.e. G model calls of the same size plus the
+  engine's own work (DE, patching) and the small calls for the clean and final images. Per
+  generation it is compared with direct.
 
 The time spent inside ``session.run`` during the callback variants is also recorded, so the
 time outside the host call (transfer, validation, dispatch) is reported apart from the
@@ -66,7 +67,14 @@ def main() -> None:
         batches = rng.integers(0, 256, (args.gens, call, *shape)).astype(np.float32)
         images = rng.integers(0, 256, (args.images, *shape)).astype(np.uint8)
         labels = np.zeros(args.images, np.int32)
-        cfg = opj.AttackConfig(popsize=args.popsize, max_iters=args.gens - 1, early_stop=None)
+        # all images side by side in one call per generation, as the direct calls
+        cfg = opj.AttackConfig(
+            popsize=args.popsize,
+            max_iters=args.gens - 1,
+            early_stop=None,
+            batch_size=args.images,
+            call_size=call,
+        )
 
         @jax.jit
         def scan_calls(xs):

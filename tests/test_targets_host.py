@@ -171,6 +171,20 @@ def test_adapters_are_exported_by_the_targets_package():
     assert opj.targets.HostTarget is HostTarget
 
 
+@pytest.mark.parametrize("strategy", opj.search.names())
+def test_every_strategy_runs_on_a_host_target(strategy, jax_model, digits):
+    model = jax.jit(jax_model)
+    target = from_numpy(lambda b: np.asarray(model(b)), num_classes=10)
+    cfg = opj.AttackConfig(popsize=8, max_iters=2, strategy=strategy, targeted=True)
+    images, labels = digits[0][:2], digits[1][:2]
+    targets = (labels + 1) % 10
+    res = opj.attack(jax.random.key(3), target, images, labels, cfg, targets=targets)
+    ref = opj.attack(jax.random.key(3), jax_model, images, labels, cfg, targets=targets)
+    np.testing.assert_array_equal(res.pixels, ref.pixels)
+    np.testing.assert_array_equal(res.success, ref.success)
+    np.testing.assert_allclose(res.probs, ref.probs, atol=1e-5, rtol=0)
+
+
 def test_one_host_call_per_generation_with_the_whole_batch(jax_model, digits):
     model = jax.jit(jax_model)
     sizes = []
@@ -182,10 +196,10 @@ def test_one_host_call_per_generation_with_the_whole_batch(jax_model, digits):
     cfg = opj.AttackConfig(popsize=8, max_iters=3, batch_size=2)
     images, labels = digits[0][:2], digits[1][:2]
     opj.attack(jax.random.key(1), from_numpy(host, num_classes=10), images, labels, cfg)
-    # clean images, then generations 0..3 of both images as one batch each, then the result
+    # generations 0..3 of both images as one batch each; the other calls are the engine's
+    # predictions of the clean and final images (at most 2 images each)
     assert sizes.count(2 * 8) == cfg.max_iters + 1
-    assert len(sizes) == cfg.max_iters + 3
-    assert max(sizes) == 2 * 8
+    assert all(s == 2 * 8 or s <= 2 for s in sizes), sizes
 
 
 def test_same_object_reuses_the_compilation(jax_model, digits):

@@ -104,7 +104,8 @@ class HostTarget:
         self.mean = _check_channels("mean", mean)
         self.std = _check_channels("std", std, positive=True)
         self.input_dtype = _check_choice("input_dtype", input_dtype, INPUT_DTYPES)
-        if self.input_dtype == "uint8" and (self.scale != (0.0, 255.0) or mean or std):
+        no_norm = self.mean is None and self.std is None
+        if self.input_dtype == "uint8" and (self.scale != (0.0, 255.0) or not no_norm):
             raise ValueError(
                 "input_dtype 'uint8' takes pixels in [0, 255]: it needs scale=255 and no mean/std"
             )
