@@ -755,6 +755,10 @@ def _run_loop_impl(st: LoopState, problem: _Problem, *, target, static) -> LoopS
             k = static.stall
             before = jnp.take_along_axis(history, jnp.maximum(rnd - k, 0)[:, None], axis=1)[:, 0]
             finished = finished | (valid & (rnd >= k) & (before - best_fitness <= static.stall_eps))
+        if static.stall > 0:  # no gain over the last `stall` generations: give up the image
+            k = static.stall
+            before = jnp.take_along_axis(history, jnp.maximum(rnd - k, 0)[:, None], axis=1)[:, 0]
+            finished = finished | (valid & (rnd >= k) & (before - best_fitness <= static.stall_eps))
 
         # Write finished images out; rows of unfinished slots go out of bounds and are dropped.
         out_idx = jnp.where(finished, st.slot_image, n)

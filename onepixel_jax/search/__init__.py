@@ -12,9 +12,19 @@ engine builds it by name. Built-in:
 
 from __future__ import annotations
 
+import dataclasses
+
 from .base import SearchSpace, StrategySpec
+from .corner_scan import corner_scan
 from .de import DEParams, DEState, differential_evolution
+from .grid_scan import grid_scan
+from .jade import JADEParams, jade
 from .random import random_search
+from .sparse_rs import sparse_rs
+
+PAPER_BUDGET = 40_400  # the paper's evaluations per image (400 x 101)
+GRID_BUDGET = 65_536  # 32 x 32 pixels x 4^3 colours: the whole grid of a CIFAR-10 image
+FAST_STALL = 32  # generations without improvement after which "fast" gives up an image
 
 _REGISTRY: dict[str, StrategySpec] = {}
 
@@ -32,6 +42,25 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def check_options(spec: StrategySpec, options) -> None:
+    """Validate ``AttackConfig.options`` for ``spec``: ``(name, value)`` pairs, names known
+    to the strategy, hashable values (they are static: a new value recompiles)."""
+    if not isinstance(options, tuple) or not all(
+        isinstance(o, tuple) and len(o) == 2 and isinstance(o[0], str) for o in options
+    ):
+        raise TypeError(f"options must be a tuple of (name, value) pairs, got {options!r}")
+    for name, value in options:
+        if name not in spec.options:
+            known = ", ".join(spec.options) or "none"
+            raise ValueError(
+                f"options: strategy {spec.name!r} has no option {name!r} (it takes: {known})"
+            )
+        try:
+            hash(value)
+        except TypeError:
+            raise TypeError(f"options: the value of {name!r} must be hashable") from None
+
+
 def get(name: str) -> StrategySpec:
     if not isinstance(name, str) or name not in _REGISTRY:
         raise ValueError(f"strategy must be one of {names()}, got {name!r}")
@@ -41,13 +70,29 @@ def get(name: str) -> StrategySpec:
 register(
     StrategySpec(
         name="de",
-        build=lambda space, mutation, crossover: differential_evolution(space, mutation, crossover),
+        build=lambda space, mutation, crossover, dither: differential_evolution(
+            space, mutation, crossover, dither
+        ),
         static_options=lambda cfg: {
             "mutation": cfg.mutation,
             "crossover": cfg.crossover is not None,
+            "dither": bool(dict(cfg.options).get("dither", False)),
         },
         params=lambda cfg: DEParams(F=cfg.F, crossover_rate=cfg.crossover or 0.0),
         description="differential evolution (paper: DE/rand/1, F=0.5, no crossover)",
+        min_popsize=4,
+        options=("dither",),
+    )
+)
+register(
+    StrategySpec(
+        name="paper",
+        build=lambda space: differential_evolution(
+            dataclasses.replace(space, sampler="paper"), "rand1", False
+        ),
+        static_options=lambda cfg: {},
+        params=lambda cfg: DEParams(F=0.5, crossover_rate=0.0),
+        description="the paper's DE exactly: DE/rand/1, F=0.5, no crossover, N(128, 127) colours",
         min_popsize=4,
     )
 )
@@ -58,6 +103,71 @@ register(
         static_options=lambda cfg: {},
         params=lambda cfg: (),
         description="random search from the initial sampler (the paper's baseline)",
+    )
+)
+
+register(
+    StrategySpec(
+        name="jade",
+        build=lambda space: jade(space),
+        static_options=lambda cfg: {},
+        params=lambda cfg: JADEParams(),
+        description="JADE: adaptive DE, current-to-pbest/1 with an archive, per-member F and CR",
+        min_popsize=4,
+        popsize=100,
+        budget=PAPER_BUDGET,
+    )
+)
+register(
+    StrategySpec(
+        name="sparse-rs",
+        build=lambda space, horizon: sparse_rs(space, horizon),
+        static_options=lambda cfg: {"horizon": cfg.max_iters},
+        params=lambda cfg: (),
+        description="Sparse-RS: parallel chains of corner pixels, one pixel moved per step",
+        popsize=100,
+        budget=PAPER_BUDGET,
+    )
+)
+register(
+    StrategySpec(
+        name="corner-scan",
+        build=lambda space: corner_scan(space),
+        static_options=lambda cfg: {},
+        params=lambda cfg: (),
+        description="every pixel x every colour-cube corner once, most promising pixels first",
+        popsize=64,
+        budget=PAPER_BUDGET,
+    )
+)
+register(
+    StrategySpec(
+        name="grid-scan",
+        build=lambda space, levels: grid_scan(space, levels),
+        static_options=lambda cfg: {"levels": int(dict(cfg.options).get("levels", 4))},
+        params=lambda cfg: (),
+        description="every pixel x a colour grid (4 levels per channel): which images can flip",
+        popsize=128,
+        budget=GRID_BUDGET,
+        options=("levels",),
+    )
+)
+
+
+def _fast(space: SearchSpace, horizon: int):
+    return corner_scan(space) if space.pixels == 1 else sparse_rs(space, horizon)
+
+
+register(
+    StrategySpec(
+        name="fast",
+        build=_fast,
+        static_options=lambda cfg: {"horizon": cfg.max_iters},
+        params=lambda cfg: (),
+        description="the measured fast preset: corner scan at d=1, Sparse-RS at d>1, stall rule",
+        popsize=64,
+        budget=PAPER_BUDGET,
+        stall=FAST_STALL,
     )
 )
 

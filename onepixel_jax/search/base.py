@@ -64,6 +64,11 @@ class StrategySpec:
       params: ``params(cfg) -> pytree`` of traced hyperparameters read from the config.
       description: one line for listings.
       min_popsize: the smallest population the strategy works with.
+      popsize: the population used when the config leaves ``popsize`` unset.
+      budget: evaluations per image when the config leaves ``max_iters`` unset (as many
+        generations as fit); ``None``: 100 generations (the paper's).
+      stall: the stall rule used when the config leaves ``stall`` unset (``0``: off).
+      options: the names of the strategy's static options (``AttackConfig.options``).
     """
 
     name: str
@@ -72,3 +77,7 @@ class StrategySpec:
     params: Callable[[Any], Any]
     description: str
     min_popsize: int = 1
+    popsize: int = 400
+    budget: int | None = None
+    stall: int = 0
+    options: tuple[str, ...] = ()

@@ -4,8 +4,16 @@ The paper's setting is DE/rand/1 with ``F = 0.5`` and no crossover::
 
     child_i = x_r1 + F * (x_r2 - x_r3),   r1, r2, r3 distinct and different from i
 
-and each child competes only with its parent (same index; the child wins ties). Variants:
-``mutation="best1"`` (``x_best + F * (x_r1 - x_r2)``) and binomial crossover.
+and each child competes only with its parent (same index; the child wins ties). Variants
+(the ablation of docs/search.md):
+
+- ``mutation="best1"``: ``x_best + F * (x_r1 - x_r2)`` (SciPy's default, with crossover);
+- ``mutation="current_to_best1"``: ``x_i + F * (x_best - x_i) + F * (x_r1 - x_r2)``;
+- ``mutation="rand2"``: ``x_r1 + F * (x_r2 - x_r3) + F * (x_r4 - x_r5)`` (needs 6 members);
+- binomial crossover on/off; ``dither``: every generation draws its ``F`` uniformly from
+  ``[F, 2F)`` (SciPy's ``mutation=(0.5, 1)`` for the paper's ``F = 0.5``).
+
+Current-to-pbest/1 with an archive and adaptive F and CR is JADE (:mod:`.jade`).
 Fitness is minimised; NaN counts as the worst value.
 """
 
@@ -19,7 +27,8 @@ from ..objective import clean_fitness
 from ..types import Strategy
 from .base import SearchSpace
 
-MUTATIONS = ("rand1", "best1")
+MUTATIONS = ("rand1", "best1", "current_to_best1", "rand2")
+_DRAWS = {"rand1": 3, "best1": 3, "current_to_best1": 3, "rand2": 5}
 
 
 @struct.dataclass
@@ -98,13 +107,40 @@ def select(state: DEState, child_fitness: jax.Array) -> jax.Array:
     return clean_fitness(child_fitness) <= state.fitness
 
 
+def mutate_variant(
+    mutation: str,
+    population: jax.Array,
+    fitness: jax.Array,
+    indices: jax.Array,
+    F: jax.Array | float,
+) -> jax.Array:
+    """Mutants ``(P, D)`` of any of :data:`MUTATIONS` (``indices``: ``(P, >= 3 or 5)``)."""
+    if mutation == "rand1":
+        return mutate(population, indices, F)
+    best = jnp.argmin(fitness)
+    if mutation == "best1":
+        return mutate(population, indices, F, best)
+    x = population
+    if mutation == "current_to_best1":
+        return x + F * (x[best][None, :] - x) + F * (x[indices[:, 0]] - x[indices[:, 1]])
+    if mutation == "rand2":
+        d1 = x[indices[:, 1]] - x[indices[:, 2]]
+        d2 = x[indices[:, 3]] - x[indices[:, 4]]
+        return x[indices[:, 0]] + F * d1 + F * d2
+    raise ValueError(f"mutation must be one of {MUTATIONS}, got {mutation!r}")
+
+
 def differential_evolution(
-    space: SearchSpace, mutation: str = "rand1", crossover: bool = False
+    space: SearchSpace, mutation: str = "rand1", crossover: bool = False, dither: bool = False
 ) -> Strategy:
-    """DE over ``space``: ``mutation`` in :data:`MUTATIONS`, binomial ``crossover`` on/off."""
+    """DE over ``space``: ``mutation`` in :data:`MUTATIONS`, binomial ``crossover`` on/off,
+    ``dither`` (a fresh ``F`` in ``[F, 2F)`` every generation)."""
     if mutation not in MUTATIONS:
         raise ValueError(f"mutation must be one of {MUTATIONS}, got {mutation!r}")
     popsize = space.popsize
+    draws = _DRAWS[mutation]
+    if popsize < draws + 1:
+        raise ValueError(f"popsize must be at least {draws + 1} for mutation {mutation!r}")
 
     def initial(key, params):
         return space.sample(jax.random.split(key)[0])
@@ -113,11 +149,14 @@ def differential_evolution(
         return DEState(population=genes, fitness=clean_fitness(fitness))
 
     def ask(key, state, params):
-        k_idx, k_cross = jax.random.split(jax.random.split(key)[1])
+        k_ask = jax.random.split(key)[1]
+        k_idx, k_cross = jax.random.split(k_ask)
         pop = state.population
-        idx = sample_indices(k_idx, popsize, 3)
-        best = jnp.argmin(state.fitness) if mutation == "best1" else None
-        children = mutate(pop, idx, params.F, best)
+        idx = sample_indices(k_idx, popsize, draws)
+        f = params.F
+        if dither:
+            f = f * (1.0 + jax.random.uniform(jax.random.fold_in(k_ask, 1)))
+        children = mutate_variant(mutation, pop, state.fitness, idx, f)
         if crossover:
             children = binomial_crossover(k_cross, pop, children, params.crossover_rate)
         return space.clip(children), state
