@@ -173,52 +173,44 @@ def test_adapters_are_exported_by_the_targets_package():
 
 @pytest.mark.parametrize("strategy", opj.search.names())
 def test_every_strategy_runs_on_a_host_target(strategy, jax_model, digits):
+    # The target is only the engine's predict_fn; equality with the JAX model is shown above
+    # for the paper's DE. Here: each registered strategy runs, and its reported probabilities
+    # are the model's on the adversarial images it returns.
     model = jax.jit(jax_model)
     target = from_numpy(lambda b: np.asarray(model(b)), num_classes=10)
     cfg = opj.AttackConfig(popsize=8, max_iters=2, strategy=strategy, targeted=True)
     images, labels = digits[0][:2], digits[1][:2]
-    targets = (labels + 1) % 10
-    res = opj.attack(jax.random.key(3), target, images, labels, cfg, targets=targets)
-    ref = opj.attack(jax.random.key(3), jax_model, images, labels, cfg, targets=targets)
-    np.testing.assert_array_equal(res.pixels, ref.pixels)
-    np.testing.assert_array_equal(res.success, ref.success)
-    np.testing.assert_allclose(res.probs, ref.probs, atol=1e-5, rtol=0)
+    res = opj.attack(jax.random.key(3), target, images, labels, cfg, targets=(labels + 1) % 10)
+    want = model(res.adversarial.astype(np.float32))
+    np.testing.assert_allclose(res.probs, want, atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(res.success, res.probs.argmax(1) == (labels + 1) % 10)
 
 
-def test_one_host_call_per_generation_with_the_whole_batch(jax_model, digits):
+def test_one_host_call_per_generation_and_the_compilation_is_reused(jax_model, digits):
     model = jax.jit(jax_model)
-    sizes = []
+    sizes, traces = [], []
 
     def host(batch):
         sizes.append(batch.shape[0])
         return np.asarray(model(batch))
-
-    cfg = opj.AttackConfig(popsize=8, max_iters=3, batch_size=2)
-    images, labels = digits[0][:2], digits[1][:2]
-    opj.attack(jax.random.key(1), from_numpy(host, num_classes=10), images, labels, cfg)
-    # generations 0..3 of both images as one batch each; the other calls are the engine's
-    # predictions of the clean and final images (at most 2 images each)
-    assert sizes.count(2 * 8) == cfg.max_iters + 1
-    assert all(s == 2 * 8 or s <= 2 for s in sizes), sizes
-
-
-def test_same_object_reuses_the_compilation(jax_model, digits):
-    model = jax.jit(jax_model)
-    traces = []
 
     class Counting(HostTarget):
         def __call__(self, batch):
             traces.append(batch.shape)
             return super().__call__(batch)
 
-    target = Counting(lambda b: np.asarray(model(b)), num_classes=10)
-    cfg = opj.AttackConfig(popsize=8, max_iters=2)
-    opj.attack(jax.random.key(0), target, *digits, cfg)
+    target = Counting(host, num_classes=10)
+    cfg = opj.AttackConfig(popsize=8, max_iters=3, batch_size=2)
+    images, labels = digits[0][:2], digits[1][:2]
+    opj.attack(jax.random.key(1), target, images, labels, cfg)
+    # generations 0..3 of both images as one batch each; the other calls are the engine's
+    # predictions of the clean and final images (at most 2 images each)
+    assert sizes.count(2 * 8) == cfg.max_iters + 1
+    assert all(s == 2 * 8 or s <= 2 for s in sizes), sizes
+    # the same object again: no new trace (the engine's compile cache is keyed on it)
     first = len(traces)
-    opj.attack(jax.random.key(1), target, *digits, cfg)
-    assert first > 0
-    assert len(traces) == first
-    assert hash(target) == hash(target)
+    opj.attack(jax.random.key(2), target, images, labels, cfg)
+    assert first > 0 and len(traces) == first
 
 
 # --------------------------------------------------------------------------------------
