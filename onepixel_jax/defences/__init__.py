@@ -1,21 +1,30 @@
 """Defences against one-pixel attacks and fooling images, built on the zoo's training steps.
 
 Modules: :mod:`fooling_class` (retraining with an extra "fooling" class, round after round,
-fine-tuned or from scratch).
+fine-tuned or from scratch; also a script, ``python -m onepixel_jax.defences.fooling_class``).
+Submodules load on first use, so running one as a script does not import it twice.
 """
 
-from onepixel_jax.defences import fooling_class
-from onepixel_jax.defences.fooling_class import (
-    FoolingClassConfig,
-    extend_head,
-    fooling_class_rate,
-    retrain_with_fooling_class,
-)
+from __future__ import annotations
 
-__all__ = [
-    "FoolingClassConfig",
-    "extend_head",
-    "fooling_class",
-    "fooling_class_rate",
-    "retrain_with_fooling_class",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "FoolingClassConfig": "fooling_class",
+    "extend_head": "fooling_class",
+    "fooling_class_rate": "fooling_class",
+    "retrain_with_fooling_class": "fooling_class",
+}
+_SUBMODULES = ("fooling_class",)
+
+__all__ = sorted([*_EXPORTS, *_SUBMODULES])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

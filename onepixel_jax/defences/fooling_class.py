@@ -252,7 +252,6 @@ def retrain_with_fooling_class(
         raise ValueError(
             f"{workdir} already holds retraining rounds ({ROUNDS_FILE}); use another folder"
         )
-    workdir.mkdir(parents=True, exist_ok=True)
     variables, card = ckpt_lib.load_variables(config.model)
     if card.dataset not in training.DATASETS:
         raise ValueError(f"model card {card.path} names no trainable dataset: {card.dataset!r}")
@@ -267,6 +266,7 @@ def retrain_with_fooling_class(
             f"model {card.name!r} takes {card.input_shape} inputs, {card.dataset!r} images "
             f"are {x_train.shape[1:]}"
         )
+    workdir.mkdir(parents=True, exist_ok=True)  # inputs checked: now write
     kwargs = {**card.model_kwargs, "num_classes": k + 1}
     wide = arch_lib.create(card.architecture, **kwargs)
     augment = card.get("augmentation") is not None
