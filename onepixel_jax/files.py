@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ class DamagedFileError(ValueError):
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    # A name of its own per writer: processes writing the same file at once (shards of one
+    # run folder) each replace it with a complete copy.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()

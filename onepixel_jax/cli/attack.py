@@ -111,6 +111,84 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=errors.non_empty, help="run folder, runs/NAME")
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = p.add_argument_group(
+        "array jobs and clusters (docs/scaling.md)",
+        "every local device (GPUs, TPU cores) attacks its share of each chunk on its own; "
+        "these split the chunks among jobs or processes",
+    )
+    g.add_argument(
+        "--shard",
+        type=shard_arg,
+        default=None,
+        metavar="I/N",
+        help="attack only share I of N (0 <= I < N; chunks I, I+N, ...) into the run "
+        "folder's results file of that share; the N shares may run at once (an array job) "
+        "and onepixel report merges them into the records of one run",
+    )
+    g.add_argument(
+        "--distributed",
+        action="store_true",
+        help="start jax.distributed (its settings from the flags below or from the cluster's "
+        "environment: SLURM, TPU pods, ...); each process attacks its share of the chunks "
+        "with its local devices and process 0 writes the report",
+    )
+    g.add_argument(
+        "--coordinator-address",
+        default=None,
+        metavar="HOST:PORT",
+        type=errors.non_empty,
+        help="jax.distributed coordinator (process 0's host); implies --distributed",
+    )
+    g.add_argument(
+        "--num-processes",
+        type=errors.int_at_least(1),
+        default=None,
+        help="jax.distributed process count; implies --distributed",
+    )
+    g.add_argument(
+        "--process-id",
+        type=errors.int_at_least(0),
+        default=None,
+        help="this process's jax.distributed id in [0, --num-processes); implies --distributed",
+    )
+
+
+def shard_arg(text: str) -> tuple[int, int]:
+    """The ``--shard I/N`` argument type: ``(I, N)`` with ``0 <= I < N``."""
+    i, sep, n = text.partition("/")
+    if not sep or not i.strip().isdigit() or not n.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"must be I/N such as 0/3, got {text!r}")
+    i, n = int(i), int(n)
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"must be I/N with 0 <= I < N, got {text!r}")
+    return i, n
+
+
+def cluster_share(args: argparse.Namespace) -> tuple[tuple[int, int] | None, list | None]:
+    """``(shard, devices)`` of this process: ``--shard`` as given, or with the cluster flags,
+    ``jax.distributed.initialize`` and then this process's share ``(process index, process
+    count)`` and its local devices. ``devices`` None: every device of the process."""
+    flags = (args.coordinator_address, args.num_processes, args.process_id)
+    if not args.distributed and all(v is None for v in flags):
+        return args.shard, None
+    if args.shard is not None:
+        raise UsageError(
+            "--shard cannot be combined with --distributed, --coordinator-address, "
+            "--num-processes or --process-id (each process already attacks its share)"
+        )
+    if args.process_id is not None and args.num_processes is not None:
+        if args.process_id >= args.num_processes:
+            raise UsageError(
+                f"--process-id {args.process_id} must be below --num-processes {args.num_processes}"
+            )
+    import jax
+
+    try:
+        jax.distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
+    except (ValueError, RuntimeError) as exc:
+        raise UsageError(f"jax.distributed.initialize failed: {exc}") from None
+    count, index = jax.process_count(), jax.process_index()
+    return ((index, count) if count > 1 else None), list(jax.local_devices())
 
 
 def config_from_args(args: argparse.Namespace) -> SweepConfig:
@@ -213,9 +291,13 @@ def sweep(
     batch_size: int | None = None,
     quiet: bool = False,
     report: bool = True,
+    shard: tuple[int, int] | None = None,
+    devices: list | None = None,
 ) -> SweepOutcome | None:
     """Load the model and data, run the sweep with a progress bar and write the report.
 
+    ``shard`` ``(i, n)``: attack only that share of the chunks (see ``run_sweep``);
+    ``devices``: the devices the engine spreads each chunk over (None: all of them).
     Returns None when interrupted (after saying how to resume). Shared by ``attack`` and
     ``demo``.
     """
@@ -239,6 +321,8 @@ def sweep(
             data_dir=data_dir,
             batch_size=batch_size,
             progress=None if quiet else bar,
+            attack_fn=None if devices is None else _attack_on(devices),
+            shard=shard,
         )
     except SettingError as exc:
         raise _flag_error(exc) from None
@@ -251,15 +335,29 @@ def sweep(
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     if report:
-        from onepixel_jax.experiments.report import write_report
-        from onepixel_jax.experiments.summary import summary_line
-
-        print(summary_line(write_report(out)))
+        _report(out)
     return outcome
+
+
+def _report(out: str) -> None:
+    from onepixel_jax.experiments.report import write_report
+    from onepixel_jax.experiments.summary import summary_line
+
+    print(summary_line(write_report(out)))
+
+
+def _attack_on(devices: list):
+    """``opj.attack`` spreading its images over ``devices`` only."""
+    import functools
+
+    import onepixel_jax as opj
+
+    return functools.partial(opj.attack, mesh=devices)
 
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    shard, devices = cluster_share(args)
     outcome = sweep(
         config,
         args.out,
@@ -267,9 +365,27 @@ def run(args: argparse.Namespace) -> int:
         download=args.download,
         batch_size=args.batch_size,
         quiet=args.quiet,
-        report=not args.no_report,
+        report=not args.no_report and shard is None,
+        shard=shard,
+        devices=devices,
     )
-    return 130 if outcome is None else 0
+    if outcome is None:
+        return 130
+    if shard is not None and not args.no_report:
+        if devices is None:  # an array job: other shares may still be running
+            print(
+                f"share {shard[0]}/{shard[1]} done; once every share has finished: "
+                f"onepixel report {args.out}",
+                file=sys.stderr,
+            )
+        else:  # processes of one jax.distributed job: process 0 reports once all are done
+            import jax
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("onepixel attack: every share written")
+            if jax.process_index() == 0:
+                _report(args.out)
+    return 0
 
 
 def register_cli(subparsers: Any) -> None:
@@ -284,4 +400,12 @@ def register_cli(subparsers: Any) -> None:
     p.set_defaults(func=errors.command("onepixel attack", run))
 
 
-__all__ = ["add_arguments", "config_from_args", "register_cli", "run", "sweep"]
+__all__ = [
+    "add_arguments",
+    "cluster_share",
+    "config_from_args",
+    "register_cli",
+    "run",
+    "shard_arg",
+    "sweep",
+]

@@ -4,6 +4,8 @@ Layout::
 
     run.json        configuration, reproducing command, provenance, selected images
     results.jsonl   one JSON record per attack (method, index, label, target, pixels, ...)
+    results.I-of-N.jsonl   the records of share I of N (``onepixel attack --shard I/N`` or
+                    process I of N); every results file is read, the records merged
     images.npz      the clean attacked images (indices, images), for the report's examples
     summary.json, report.md, *.png   written by the report
 
@@ -36,6 +38,7 @@ from onepixel_jax.files import (
 
 RUN_INFO = "run.json"
 RESULTS = "results.jsonl"
+SHARD_RESULTS = "results.{i}-of-{n}.jsonl"
 IMAGES = "images.npz"
 SUMMARY = "summary.json"
 REPORT = "report.md"
@@ -66,8 +69,24 @@ def run_info_path(run_dir: PathLike) -> Path:
     return Path(run_dir) / RUN_INFO
 
 
-def results_path(run_dir: PathLike) -> Path:
-    return Path(run_dir) / RESULTS
+def results_path(run_dir: PathLike, shard: tuple[int, int] | None = None) -> Path:
+    """The results file of the run, or of share ``shard = (i, n)`` of it."""
+    if shard is None:
+        return Path(run_dir) / RESULTS
+    return Path(run_dir) / SHARD_RESULTS.format(i=shard[0], n=shard[1])
+
+
+def results_files(run_dir: PathLike) -> list[Path]:
+    """Every results file of the run that exists: ``results.jsonl``, then the shares' files
+    in the order of their shares."""
+    run_dir = Path(run_dir)
+    shards = []
+    for path in run_dir.glob(SHARD_RESULTS.format(i="*", n="*")):
+        i, _, n = path.name[len("results.") : -len(".jsonl")].partition("-of-")
+        if i.isdigit() and n.isdigit():
+            shards.append(((int(n), int(i)), path))
+    main = [results_path(run_dir)] if results_path(run_dir).exists() else []
+    return main + [path for _, path in sorted(shards)]
 
 
 def images_path(run_dir: PathLike) -> Path:
@@ -130,30 +149,63 @@ def record_key(rec: dict) -> tuple[str, int, int]:
     return (rec["method"], int(rec["index"]), -1 if target is None else int(target))
 
 
-def read_records(run_dir: PathLike, repair: bool = False, hint: str = DAMAGED_HINT) -> list[dict]:
-    """All complete records of the run's ``results.jsonl`` (``[]`` when there is none).
+def read_records(
+    run_dir: PathLike,
+    repair: bool = False,
+    hint: str = DAMAGED_HINT,
+    shard: tuple[int, int] | None = None,
+) -> list[dict]:
+    """All complete records of the run's results files (``[]`` when there is none).
 
-    A last line cut short by a kill is ignored; with ``repair=True`` the file is also
-    truncated to its last complete line so that appending continues cleanly. A damaged
-    record before the last line, or one without the record fields, raises DamagedFileError.
+    ``results.jsonl`` and the shares' files (:func:`results_files`) are read in that order;
+    a record whose key (:func:`record_key`) was already read is skipped. A last line cut
+    short by a kill is ignored; with ``repair=True`` the writer's own file (that of
+    ``shard``; other shares may be appending to theirs) is also truncated to its last
+    complete line so that appending continues cleanly. A damaged record before the last
+    line, or one without the record fields, raises DamagedFileError.
     """
-    path = results_path(run_dir)
-    try:
-        records = read_jsonl(path, repair=repair)
-    except DamagedFileError as exc:
-        raise DamagedFileError(f"{exc}; {hint}") from None
-    except OSError as exc:
-        raise DamagedFileError(f"{path} cannot be read ({exc.strerror}); {hint}") from None
-    for n, rec in enumerate(records, 1):
-        missing = [k for k in RECORD_FIELDS if k not in rec]
-        if missing:
-            raise DamagedFileError(f"{path}: record {n} lacks {', '.join(missing)}; {hint}")
+    own = results_path(run_dir, shard)
+    records: list[dict] = []
+    seen: set[tuple[str, int, int]] = set()
+    for path in results_files(run_dir):
+        try:
+            recs = read_jsonl(path, repair=repair and path == own)
+        except DamagedFileError as exc:
+            raise DamagedFileError(f"{exc}; {hint}") from None
+        except OSError as exc:
+            raise DamagedFileError(f"{path} cannot be read ({exc.strerror}); {hint}") from None
+        for n, rec in enumerate(recs, 1):
+            missing = [k for k in RECORD_FIELDS if k not in rec]
+            if missing:
+                raise DamagedFileError(f"{path}: record {n} lacks {', '.join(missing)}; {hint}")
+            if record_key(rec) not in seen:
+                seen.add(record_key(rec))
+                records.append(rec)
     return records
 
 
-def append_records(run_dir: PathLike, records: Iterable[dict]) -> None:
-    """Append records to ``results.jsonl``, each flushed and fsynced."""
-    append_jsonl(results_path(run_dir), records)
+def run_order(info: dict, records: list[dict]) -> list[dict]:
+    """``records`` in the order one unsharded run writes them: chunk by chunk, and within a
+    chunk method by method (the order of ``config.methods``), then by position and target."""
+    config = info["config"]
+    chunk = int(config.get("chunk_size", 1)) or 1
+    methods = list(config.get("methods", []))
+
+    def key(rec: dict) -> tuple:
+        m = rec["method"]
+        pos = int(rec.get("position", 0))
+        rank = methods.index(m) if m in methods else len(methods)
+        return (pos // chunk, rank, m, pos, record_key(rec)[2])
+
+    return sorted(records, key=key)
+
+
+def append_records(
+    run_dir: PathLike, records: Iterable[dict], shard: tuple[int, int] | None = None
+) -> None:
+    """Append records to ``results.jsonl`` (or to share ``shard``'s file), each flushed and
+    fsynced."""
+    append_jsonl(results_path(run_dir, shard), records)
 
 
 # --------------------------------------------------------------------------------------
@@ -206,8 +258,12 @@ def save_images(run_dir: PathLike, indices: np.ndarray, images: np.ndarray) -> N
 
 
 def load_run(run_dir: PathLike, hint: str = DAMAGED_HINT) -> tuple[dict, list[dict]]:
-    """``(run info, records)`` of a run folder; a torn last line is ignored."""
-    return read_run_info(run_dir, hint), read_records(run_dir, hint=hint)
+    """``(run info, records)`` of a run folder; a torn last line is ignored. The records of
+    a run written in shares are merged into the order of one unsharded run."""
+    info, records = read_run_info(run_dir, hint), read_records(run_dir, hint=hint)
+    if len(results_files(run_dir)) > 1:
+        records = run_order(info, records)
+    return info, records
 
 
 def write_summary(run_dir: PathLike, summary: dict) -> Path:
@@ -234,6 +290,8 @@ __all__ = [
     "read_records",
     "read_run_info",
     "record_key",
+    "results_files",
+    "run_order",
     "save_images",
     "saved_image_count",
     "write_run_info",

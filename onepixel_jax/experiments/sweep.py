@@ -255,7 +255,7 @@ def check_resume(out: Path, config: SweepConfig, model_sha: str | None) -> dict 
     DamagedFileError when its run.json cannot be read.
     """
     if not run_folder.has_run_info(out):
-        if run_folder.results_path(out).exists():
+        if run_folder.results_files(out):
             raise UsageError(
                 f"{out} has {run_folder.RESULTS} but no {run_folder.RUN_INFO}; "
                 "delete the folder or use another --out"
@@ -471,6 +471,7 @@ def run_sweep(
     batch_size: int | None = None,
     attack_fn: Callable | None = None,
     progress: Callable[[SweepProgress], None] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> SweepOutcome:
     """Run, resume or grow a sweep into the run folder ``out``.
 
@@ -491,6 +492,10 @@ def run_sweep(
         :func:`onepixel_jax.attack`.
       progress: called with a :class:`SweepProgress` before the first chunk, after each
         chunk (``step`` > 0) and once per generation inside a chunk (``partial`` > 0).
+      shard: ``(i, n)`` attacks only share ``i`` of ``n`` (chunks ``i``, ``i + n``, ...) and
+        appends to that share's own results file, so the ``n`` shares can run at once into
+        one folder; their merged records equal those of one unsharded run
+        (:func:`~onepixel_jax.experiments.run_folder.load_run`). ``None``: every chunk.
 
     Returns:
       A :class:`SweepOutcome`. A KeyboardInterrupt propagates after the records of every
@@ -506,6 +511,10 @@ def run_sweep(
         raise TypeError(f"config must be a SweepConfig, got {type(config).__name__}")
     if batch_size is not None and (not _is_int(batch_size) or batch_size < 1):
         raise SettingError("batch_size", f"must be at least 1, got {batch_size!r}")
+    if shard is not None and not (
+        len(shard) == 2 and all(map(_is_int, shard)) and 0 <= shard[0] < shard[1]
+    ):
+        raise SettingError("shard", f"must be (i, n) with 0 <= i < n, got {shard!r}")
     out = Path(out)
     images = np.asarray(images)
     labels = np.asarray(labels)
@@ -538,7 +547,9 @@ def run_sweep(
     if run_folder.saved_image_count(out) < wanted:
         run_folder.save_images(out, indices, images)
 
-    done = {run_folder.record_key(r): r for r in run_folder.read_records(out, repair=True)}
+    done = {
+        run_folder.record_key(r): r for r in run_folder.read_records(out, repair=True, shard=shard)
+    }
     methods = config.methods
     first = methods[0]
     chunk = config.chunk_size
@@ -562,7 +573,11 @@ def run_sweep(
     def fooled(rows: list) -> int:
         return len({r[1] for r in rows if done[row_key(first, r)]["success"]})
 
-    chunks = [(start, chunk_rows(start)) for start in range(0, len(indices), chunk)]
+    starts = range(0, len(indices), chunk)
+    if shard is not None:  # share i of n: chunks i, i + n, ... (chunks fix the random keys)
+        starts = starts[shard[0] :: shard[1]]
+    chunks = [(start, chunk_rows(start)) for start in starts]
+    images_total = sum(len({r[0] for r in rows}) for _, rows in chunks)
     images_done = n_fooled = queries = 0
     seconds = 0.0
     for _, rows in chunks:  # count what earlier runs finished
@@ -576,7 +591,7 @@ def run_sweep(
             progress(
                 SweepProgress(
                     images_done,
-                    len(indices),
+                    images_total,
                     n_fooled,
                     queries,
                     seconds,
@@ -625,7 +640,7 @@ def run_sweep(
             elapsed = time.perf_counter() - t0
             recs = make_records(result, rows, images[[r[1] for r in rows]], method, elapsed)
             new = [r for r in recs if run_folder.record_key(r) not in done]
-            run_folder.append_records(out, new)
+            run_folder.append_records(out, new, shard=shard)
             for r in new:
                 done[run_folder.record_key(r)] = r
             attacks_run += len(new)
