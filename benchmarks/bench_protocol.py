@@ -12,9 +12,10 @@ Methods in one run:
 - ``opj`` : ``opj.attack`` with the default settings (``AttackConfig(early_stop="success")``);
 - ``opj-all-slots``: the previous default (all images side by side, no compaction);
 - ``opj-batch-B``: ``batch_size=B`` for each ``--batch-sizes`` value;
-- ``torchattacks``: torchattacks ``OnePixel`` (pixels=1, steps=100, popsize=80: scipy-style
-  multiplier, 80 x 5 genes = 400 candidates);
-- ``art``: ART ``PixelAttack`` (th=1, es=1: differential evolution, max_iter=100).
+- ``torchattacks``: torchattacks ``OnePixel`` (pixels=1, steps=100, popsize=400: it divides by
+  the 5 genes for SciPy's multiplier, so 400 candidates);
+- ``art``: ART ``PixelAttack`` (th=1, es=1: differential evolution, max_iter=100; ART fixes the
+  population at 400 // 5 x 5 = 400).
 
 The peers run on an exact PyTorch port of the same checkpoint (``torch_port.py``, checked to
 max |dp| < 1e-5 before anything is timed). They need the ``peers`` extra::
@@ -93,7 +94,7 @@ def run_torchattacks(module, x, y):
     import torch
     import torchattacks
 
-    atk = torchattacks.OnePixel(module, pixels=1, steps=100, popsize=80, inf_batch=400)
+    atk = torchattacks.OnePixel(module, pixels=1, steps=100, popsize=400, inf_batch=400)
     counter = {"n": 0}
     orig_forward = module.forward
 

@@ -120,7 +120,7 @@ def build_torch(card, variables) -> nn.Module:
             "allconv": opj.models.architectures.CIFAR10_MEAN,
             "nin": opj.models.architectures.CIFAR10_MEAN,
             "vgg16": opj.models.architectures.CIFAR10_MEAN,
-            "digits_cnn": opj.models.architectures.DIGITS_MEAN,
+            "digits-cnn": opj.models.architectures.DIGITS_MEAN,
         }[arch]
     )
     std = (
@@ -129,7 +129,7 @@ def build_torch(card, variables) -> nn.Module:
             "allconv": opj.models.architectures.CIFAR10_STD,
             "nin": opj.models.architectures.CIFAR10_STD,
             "vgg16": opj.models.architectures.CIFAR10_STD,
-            "digits_cnn": opj.models.architectures.DIGITS_STD,
+            "digits-cnn": opj.models.architectures.DIGITS_STD,
         }[arch]
     )
     layers: list[nn.Module] = [Normalise(mean, std)]
@@ -162,7 +162,7 @@ def build_torch(card, variables) -> nn.Module:
             bn.running_var.data = torch.from_numpy(np.asarray(stats["BatchNorm_0"]["var"]).copy())
             layers.append(bn)
         layers += [nn.ReLU(), _dense(params["Dense_1"])]
-    elif arch == "digits_cnn":
+    elif arch == "digits-cnn":
         body, ch = _blocks(params, stats, [_c(0), _c(1), "max2"], 1)
         layers += body + [FlattenNHWC(), _dense(params["Dense_0"]), nn.ReLU()]
         layers.append(_dense(params["Dense_1"]))
