@@ -2,7 +2,9 @@
 
 The curated API: :func:`attack`, :func:`random_search`, :class:`AttackConfig`,
 :class:`AttackResult`, :func:`probs_from_logits`, and the subpackages ``search``,
-``targets``, ``objective``, ``perturb``, ``metrics``, ``models`` (the model zoo) and ``data``.
+``targets``, ``objective``, ``perturb``, ``metrics``, ``zoo`` (the model zoo, also reachable as
+``models``) and ``data``. ``onepixel_jax.defences``, ``onepixel_jax.fooling`` and
+``onepixel_jax.experiments`` are imported on demand.
 """
 
 from . import data, metrics, objective, perturb, search, targets, zoo
@@ -29,4 +31,5 @@ __all__ = [
     "random_search",
     "search",
     "targets",
+    "zoo",
 ]
