@@ -36,7 +36,7 @@ from . import search as search_lib
 from .objective import DEFAULT_THRESHOLD, FITNESSES, STOP_RULES, make_objective
 from .perturb import SAMPLERS, apply_pixels, decode_candidate
 from .search.base import SearchSpace
-from .targets import check_probs, patched_forward, predict_in_batches
+from .targets import check_probs, incremental, patched_forward, predict_in_batches
 from .targets.host import check_traceable
 from .types import PredictFn, Target
 
@@ -87,6 +87,10 @@ class AttackConfig:
       compact: once no image is waiting, busy slots are packed together and groups of idle
         slots make no model call, so no evaluation is spent on finished images. Results do
         not change; only speed (``False`` evaluates every slot every generation).
+      incremental: exact incremental evaluation of zoo networks
+        (:mod:`onepixel_jax.targets.incremental`): ``None`` uses it where it pays, ``True``
+        always (an error for other models), ``False`` never (the full forward). Probabilities
+        agree to float rounding, so results can differ only where fitnesses tie to ~1e-7.
     """
 
     pixels: int = 1
@@ -107,6 +111,7 @@ class AttackConfig:
     batch_size: int | None = None
     call_size: int | None = None
     compact: bool = True
+    incremental: bool | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.strategy, str) and self.strategy in _LEGACY_STRATEGIES:
@@ -140,6 +145,8 @@ class AttackConfig:
         for name in ("targeted", "compact"):
             if not isinstance(getattr(self, name), bool | np.bool_):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if self.incremental is not None and not isinstance(self.incremental, bool | np.bool_):
+            raise TypeError(f"incremental must be None or a bool, got {self.incremental!r}")
         _check_number("F", self.F)
         if not 0.0 < float(self.F) <= 2.0:
             raise ValueError(f"F must be in (0, 2], got {self.F!r}")
@@ -496,6 +503,8 @@ def _run_attack(key, model, images, labels, cfg, targets, progress, *, mesh=None
         check_probs(original_probs, n)
     else:
         target = patched_forward(model, has_channel)
+        # Zoo networks: exact incremental evaluation where it pays (cfg.incremental).
+        target = incremental.select(model, cfg.pixels, cfg.incremental) or target
         view = (lambda b: b) if has_channel else (lambda b: b[..., 0])
         check_traceable(model, view(x[:2]))  # a NumPy model: one line naming the adapters
         # The clean images' predictions also validate predict_fn before the loop is compiled.
