@@ -13,6 +13,7 @@ engine builds it by name. Built-in:
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 
 from .base import SearchSpace, StrategySpec
 from .corner_scan import corner_scan
@@ -170,6 +171,22 @@ register(
         stall=FAST_STALL,
     )
 )
+
+if importlib.util.find_spec("evosax") is not None:  # optional: pip install evosax
+    from .cma_es import cma_es
+
+    register(
+        StrategySpec(
+            name="cma-es",
+            build=lambda space: cma_es(space),
+            static_options=lambda cfg: {},
+            params=lambda cfg: (),
+            description="CMA-ES (evosax) on the gene box scaled to the unit cube",
+            min_popsize=4,
+            popsize=100,
+            budget=PAPER_BUDGET,
+        )
+    )
 
 __all__ = [
     "DEParams",

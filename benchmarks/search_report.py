@@ -1,0 +1,145 @@
+"""Tables and success-versus-queries figures from the JSON lines of search_curves.py.
+
+    python benchmarks/search_report.py benchmarks/results/search/*.jsonl \\
+        --figures docs/figures/search --markdown benchmarks/results/search/tables.md
+
+For every (network, pixels, targeted) setting: per method, success at the query checkpoints
+with Wilson 95 % intervals, total queries over all images (failures included), median queries
+of the successes, and McNemar's exact p against the paper's DE on the images both ran. Only
+images every listed method of the setting ran are compared (a method run on fewer images is
+compared on those).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from onepixel_jax.metrics import paired_comparison, wilson_interval
+
+CHECKPOINTS = (100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 40_400)
+REFERENCE = "paper"
+
+
+def load(paths):
+    runs = defaultdict(lambda: defaultdict(dict))  # (model, pixels, targeted) -> method label -> {image: row}
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            label = r["method"] if r["cap"] is None else f"{r['method']} (cap {r['cap']:,})"
+            runs[(r["model"], r["pixels"], r["targeted"])][label][r["image"]] = r
+    return runs
+
+
+def curve(rows, checkpoints=CHECKPOINTS):
+    s = np.array([r["success"] for r in rows])
+    q = np.array([r["queries"] for r in rows])
+    return [(int(np.sum(s & (q <= c))), len(rows)) for c in checkpoints]
+
+
+def summary(rows):
+    s = np.array([r["success"] for r in rows])
+    q = np.array([r["queries"] for r in rows])
+    return {
+        "n": len(rows),
+        "success": int(s.sum()),
+        "total": int(q.sum()),
+        "median": float(np.median(q[s])) if s.any() else float("nan"),
+        "budget": max(r["budget"] for r in rows),
+    }
+
+
+def table(setting, methods):
+    model, pixels, targeted = setting
+    lines = [
+        f"### {model}, d = {pixels}, {'targeted' if targeted else 'untargeted'}",
+        "",
+        "| method | images | budget | success [95 % CI] | "
+        + " | ".join(f"@{c:,}" for c in CHECKPOINTS)
+        + " | total queries | median q. (successes) | vs paper: only / paper only (McNemar p) |",
+        "|---" * (len(CHECKPOINTS) + 7) + "|",
+    ]
+    ref = methods.get(REFERENCE)
+    for label, by_image in sorted(methods.items(), key=lambda kv: (kv[0] != REFERENCE, kv[0])):
+        images = sorted(by_image)
+        rows = [by_image[i] for i in images]
+        sm = summary(rows)
+        lo, hi = wilson_interval(sm["success"], sm["n"])
+        cells = [f"{k}" for k, _ in curve(rows)]
+        cmp = ""
+        if ref is not None and label != REFERENCE:
+            both = [i for i in images if i in ref]
+            if both:
+                pc = paired_comparison(
+                    np.array([by_image[i]["success"] for i in both]),
+                    np.array([ref[i]["success"] for i in both]),
+                )
+                cmp = f"{pc['a_only']} / {pc['b_only']} (p = {pc['p_value']:.3g}, n = {len(both)})"
+        lines.append(
+            f"| {label} | {sm['n']} | {sm['budget']:,} | {sm['success']}/{sm['n']} = "
+            f"{100 * sm['success'] / sm['n']:.0f} % [{100 * lo:.0f}, {100 * hi:.0f}] | "
+            + " | ".join(cells)
+            + f" | {sm['total']:,} | {sm['median']:,.0f} | {cmp} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def figure(setting, methods, out_dir):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    model, pixels, targeted = setting
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    grid = np.unique(np.geomspace(64, 40_400, 200).astype(int))
+    for label, by_image in sorted(methods.items()):
+        rows = list(by_image.values())
+        pts = curve(rows, grid)
+        rate = np.array([k / n for k, n in pts])
+        ci = np.array([wilson_interval(k, n) for k, n in pts])
+        (line,) = ax.plot(grid, 100 * rate, label=f"{label} (n={len(rows)})")
+        ax.fill_between(grid, 100 * ci[:, 0], 100 * ci[:, 1], color=line.get_color(), alpha=0.08)
+    ax.set_xscale("log")
+    ax.set_xlabel("model queries per image")
+    ax.set_ylabel("images fooled (%)")
+    kind = "targeted" if targeted else "untargeted"
+    ax.set_title(f"{model}, {pixels} pixel{'s' if pixels > 1 else ''}, {kind}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    name = f"{model}-d{pixels}-{kind}.png"
+    fig.savefig(Path(out_dir) / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--figures", default=None)
+    p.add_argument("--markdown", default=None)
+    args = p.parse_args(argv)
+    runs = load(args.inputs)
+    text = []
+    for setting in sorted(runs):
+        text.append(table(setting, runs[setting]))
+        if args.figures:
+            Path(args.figures).mkdir(parents=True, exist_ok=True)
+            name = figure(setting, runs[setting], args.figures)
+            text.append(f"![{name}](figures/search/{name})\n")
+    out = "\n".join(text)
+    if args.markdown:
+        Path(args.markdown).write_text(out)
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
