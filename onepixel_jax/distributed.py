@@ -18,7 +18,7 @@ Several processes (``jax.distributed.initialize()``): the mesh defaults to every
 every process, each process computes the shares of its own devices, and every process gets
 the full result (``multihost_utils.process_allgather``). A sweep run by several processes
 (``onepixel attack`` with the cluster flags) instead gives each process its own share of the
-images and a mesh of its local devices (:func:`local_mesh`); see ``docs/scaling.md``.
+chunks and passes ``mesh=jax.local_devices()``; see ``docs/scaling.md``.
 
 Fitness is minimised (see :mod:`onepixel_jax.objective`).
 """
@@ -70,12 +70,6 @@ def resolve_mesh(mesh: Any = None) -> Mesh | None:
     if isinstance(mesh, Mesh):
         return mesh
     return Mesh(np.asarray(devices), (AXIS,))
-
-
-def local_mesh() -> Mesh | None:
-    """A mesh of this process's own devices (``None`` when it has one): what a process of a
-    multi-process sweep attacks its share of the images with."""
-    return resolve_mesh(list(jax.local_devices()))
 
 
 class ShareLayout(NamedTuple):
@@ -240,4 +234,4 @@ def evolve_sharded(problem: engine._Problem, *, target, static, reporter=None, m
     return jnp.asarray(out_genes), jnp.asarray(out_history), jnp.asarray(out_rounds), evaluations
 
 
-__all__ = ["AXIS", "ShareLayout", "evolve_sharded", "local_mesh", "resolve_mesh", "share_layout"]
+__all__ = ["AXIS", "ShareLayout", "evolve_sharded", "resolve_mesh", "share_layout"]
