@@ -150,6 +150,11 @@ def main(argv=None) -> int:
                         "popsize": cfg.popsize,
                         "pixels_found": r.pixels[k].tolist(),
                         "final_fitness": float(r.fitness_history[k, -1]),
+                        # best fitness per generation run (the stall rule can be replayed on it)
+                        "history": [
+                            round(float(v), 6)
+                            for v in r.fitness_history[k, : int(r.queries[k]) // cfg.popsize]
+                        ],
                         "wall_s_chunk": round(wall, 2),
                         "config": {
                             f.name: getattr(cfg, f.name)

@@ -26,7 +26,9 @@ REFERENCE = "paper"
 
 
 def load(paths):
-    runs = defaultdict(lambda: defaultdict(dict))  # (model, pixels, targeted) -> method label -> {image: row}
+    runs = defaultdict(
+        lambda: defaultdict(dict)
+    )  # (model, pixels, targeted) -> method label -> {image: row}
     for path in paths:
         for line in Path(path).read_text().splitlines():
             if not line.strip():
@@ -35,6 +37,24 @@ def load(paths):
             label = r["method"] if r["cap"] is None else f"{r['method']} (cap {r['cap']:,})"
             runs[(r["model"], r["pixels"], r["targeted"])][label][r["image"]] = r
     return runs
+
+
+def replay_stall(row, k, eps=1e-4):
+    """The row as the stall rule ``k`` (generations, improvement ``> eps``) would have ended it.
+
+    The rule only truncates a run (the search before the stop is the same), so it is replayed
+    exactly on the stored best-fitness history. ``None`` when the row has no history."""
+    h = row.get("history")
+    if h is None:
+        return None
+    p = row["popsize"]
+    rounds = row["queries"] // p
+    for g in range(k, rounds):
+        if h[g - k] - h[g] <= eps:
+            if row["success"] and g == rounds - 1:
+                break  # success in the same generation: the image counts as fooled
+            return dict(row, success=False, queries=(g + 1) * p)
+    return row
 
 
 def curve(rows, checkpoints=CHECKPOINTS):
@@ -125,8 +145,21 @@ def main(argv=None) -> int:
     p.add_argument("inputs", nargs="+")
     p.add_argument("--figures", default=None)
     p.add_argument("--markdown", default=None)
+    p.add_argument(
+        "--replay",
+        action="append",
+        default=[],
+        help="METHOD:K adds METHOD with the stall rule of K generations, replayed on its history",
+    )
     args = p.parse_args(argv)
     runs = load(args.inputs)
+    for spec in args.replay:
+        method, k = spec.split(":")
+        for methods in runs.values():
+            for label in [m for m in methods if m.split(" (")[0] == method]:
+                rows = {i: replay_stall(r, int(k)) for i, r in methods[label].items()}
+                if all(v is not None for v in rows.values()):
+                    methods[f"{label} + stall {k} (replayed)"] = rows
     text = []
     for setting in sorted(runs):
         text.append(table(setting, runs[setting]))

@@ -137,7 +137,7 @@ register(
         static_options=lambda cfg: {},
         params=lambda cfg: (),
         description="every pixel x every colour-cube corner once, most promising pixels first",
-        popsize=64,
+        popsize=128,
         budget=PAPER_BUDGET,
     )
 )
@@ -166,7 +166,7 @@ register(
         static_options=lambda cfg: {"horizon": cfg.max_iters},
         params=lambda cfg: (),
         description="the measured fast preset: corner scan at d=1, Sparse-RS at d>1, stall rule",
-        popsize=64,
+        popsize=128,
         budget=PAPER_BUDGET,
         stall=FAST_STALL,
     )
