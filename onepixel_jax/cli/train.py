@@ -49,6 +49,18 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--augment", dest="augment", action="store_true", default=None)
     p.add_argument("--no-augment", dest="augment", action="store_false")
     p.add_argument("--label-smoothing", type=errors.finite_float, default=d.label_smoothing)
+    p.add_argument(
+        "--dead-pixel-rate",
+        type=errors.finite_float,
+        default=d.dead_pixel_rate,
+        help="share of training images given dead pixels (defence; 0 = off)",
+    )
+    p.add_argument(
+        "--dead-pixels", type=errors.int_at_least(1), default=d.dead_pixels, help="pixels d"
+    )
+    p.add_argument(
+        "--dead-pixel-colours", default=d.dead_pixel_colours, choices=["random", "extreme"]
+    )
     p.add_argument("--seed", type=errors.seed, default=d.seed, help="random seed in [0, 2**32)")
     p.add_argument("--train-limit", type=errors.int_at_least(1), default=None)
     p.add_argument("--eval-limit", type=errors.int_at_least(1), default=None)
@@ -81,6 +93,9 @@ def _run_cli(args: argparse.Namespace) -> int:
             time_budget=args.time_budget,
             augment=args.augment,
             label_smoothing=args.label_smoothing,
+            dead_pixel_rate=args.dead_pixel_rate,
+            dead_pixels=args.dead_pixels,
+            dead_pixel_colours=args.dead_pixel_colours,
             seed=args.seed,
             train_limit=args.train_limit,
             eval_limit=args.eval_limit,

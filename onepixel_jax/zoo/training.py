@@ -96,6 +96,9 @@ class TrainConfig:
         the steps actually done).
       input_dropout: override of AllConv's input dropout rate.
       download: let ``opj.data`` download a missing dataset (never done otherwise).
+      dead_pixel_rate, dead_pixels, dead_pixel_colours: dead-pixel augmentation
+        (:mod:`onepixel_jax.defences.dead_pixels`): this share of the training images gets
+        ``dead_pixels`` pixels set to ``"random"`` or ``"extreme"`` colours (0: off).
     """
 
     model: str = "allconv"
@@ -121,6 +124,9 @@ class TrainConfig:
     time_budget: float | None = None
     input_dropout: float | None = None
     download: bool = False
+    dead_pixel_rate: float = 0.0
+    dead_pixels: int = 1
+    dead_pixel_colours: str = "random"
 
     def __post_init__(self) -> None:
         if self.model not in arch_lib.ARCHITECTURES:
@@ -145,6 +151,12 @@ class TrainConfig:
             raise ValueError("weight_decay and warmup_epochs must be >= 0")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if not 0.0 <= self.dead_pixel_rate <= 1.0:
+            raise ValueError(f"dead_pixel_rate must be in [0, 1], got {self.dead_pixel_rate!r}")
+        if isinstance(self.dead_pixels, bool) or not isinstance(self.dead_pixels, int):
+            raise ValueError(f"dead_pixels must be an int >= 1, got {self.dead_pixels!r}")
+        if self.dead_pixels < 1 or self.dead_pixel_colours not in ("random", "extreme"):
+            raise ValueError("dead_pixels must be >= 1 and dead_pixel_colours random or extreme")
 
     def model_kwargs(self, num_classes: int) -> dict[str, Any]:
         """Field overrides of the architecture's module that this config sets."""
@@ -176,6 +188,9 @@ class TrainState(train_state.TrainState):
     learning_rate: jax.Array | None = None  # shape=(), float32: rate of the next step
     augment: bool = struct.field(pytree_node=False, default=False)
     label_smoothing: float = struct.field(pytree_node=False, default=0.0)
+    # Optional per-batch transform ``batch_fn(key, images) -> images`` after augmentation
+    # (dead pixels, adversarial mixing); static: part of the compiled step.
+    batch_fn: Any = struct.field(pytree_node=False, default=None)
 
     def variables(self) -> dict[str, Any]:
         """``{"params": ..., ["batch_stats": ...]}``: what a checkpoint stores."""
@@ -236,9 +251,12 @@ def create_train_state(
     key: jax.Array,
     *,
     augment: bool = False,
+    batch_fn: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
 ) -> TrainState:
     """A fresh optimiser state for ``model`` starting from ``variables`` (its ``params`` and,
-    with BatchNorm, ``batch_stats``). ``key`` seeds dropout and augmentation."""
+    with BatchNorm, ``batch_stats``). ``key`` seeds dropout and augmentation. ``batch_fn(key,
+    images)`` (float32 ``(B, H, W, C)`` -> same), if given, transforms every training batch
+    inside the step after the crop/flip augmentation (for instance dead pixels)."""
     state = TrainState.create(
         apply_fn=model.apply,
         params=variables["params"],
@@ -248,6 +266,7 @@ def create_train_state(
         learning_rate=jnp.float32(0.0),
         augment=bool(augment),
         label_smoothing=float(config.label_smoothing),
+        batch_fn=batch_fn,
     )
     return state.replace(step=jnp.int32(0))  # an array from the start: one compiled step
 
@@ -284,6 +303,8 @@ def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, j
     labels = batch["label"]
     if state.augment:
         images = augment_batch(k_aug, images)
+    if state.batch_fn is not None:
+        images = state.batch_fn(jax.random.fold_in(k_aug, 1), images)
 
     def loss_fn(params):
         logits, new_stats = _apply(state, params, images, True, k_drop)
@@ -469,7 +490,14 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, log=p
     key, k_init = jax.random.split(key)
     variables = arch_lib.init_variables(model, arch.input_shape, k_init)
     n_params = arch_lib.param_count(variables["params"])
-    state = create_train_state(model, variables, config, key, augment=augment)
+    batch_fn = None
+    if config.dead_pixel_rate > 0:
+        from onepixel_jax.defences import dead_pixels as dead_lib
+
+        batch_fn = dead_lib.augmentation(
+            config.dead_pixel_rate, config.dead_pixels, config.dead_pixel_colours
+        )
+    state = create_train_state(model, variables, config, key, augment=augment, batch_fn=batch_fn)
     steps_per_epoch = len(x_train) // min(config.batch_size, len(x_train))
     name = config.name or workdir.name
     log(
@@ -490,6 +518,15 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, log=p
         "train_images": len(x_train),
         "config": dataclasses.asdict(config),
         "augmentation": "random crop (4 px zero padding) + horizontal flip" if augment else None,
+        "dead_pixels": (
+            {
+                "rate": config.dead_pixel_rate,
+                "pixels": config.dead_pixels,
+                "colours": config.dead_pixel_colours,
+            }
+            if config.dead_pixel_rate > 0
+            else None
+        ),
         "command": config.command,
         "seed": config.seed,
         "machine": _machine(),
