@@ -113,8 +113,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     g = p.add_argument_group(
         "array jobs and clusters (docs/scaling.md)",
-        "every local device (GPUs, TPU cores) attacks its share of each chunk on its own; "
-        "these split the chunks among jobs or processes",
+        "every local device (GPUs, TPU cores) attacks its share of each chunk on its own;\n"
+        "these flags split the chunks among jobs or processes",
     )
     g.add_argument(
         "--shard",
