@@ -66,7 +66,7 @@ def print_macs(name: str, net, d: int) -> None:
             f"  {p.name:22s} {p.kind:14s} {out:>12s} {win:>8s} {p.full_macs:12,d} {inc:12,d}{tag}"
         )
     full, inc = incremental.macs(net, d)
-    pad = " " * 60
+    pad = " " * 38
     print(f"  {'dense head':22s}{pad}{net.head_macs:12,d} {net.head_macs:12,d}")
     print(f"  {'total':22s}{pad}{full:12,d} {inc:12,d}  ratio {full / inc:.2f}x")
 
