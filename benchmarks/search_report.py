@@ -156,7 +156,8 @@ def main(argv=None) -> int:
     for spec in args.replay:
         method, k = spec.split(":")
         for methods in runs.values():
-            for label in [m for m in methods if m.split(" (")[0] == method]:
+            base = [m for m in methods if m.split(" (")[0] == method and "stall" not in m]
+            for label in base:
                 rows = {i: replay_stall(r, int(k)) for i, r in methods[label].items()}
                 if all(v is not None for v in rows.values()):
                     methods[f"{label} + stall {k} (replayed)"] = rows

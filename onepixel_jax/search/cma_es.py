@@ -42,7 +42,9 @@ def cma_es(space: SearchSpace) -> Strategy:
 
     def init(key, genes, fitness, params):
         best = genes[jnp.argmin(clean_fitness(fitness))]
-        state = es.init(jax.random.split(key)[1], (best - lo) / (hi - lo), es_params)
+        mean = (best - lo) / (hi - lo)
+        state = es.init(jax.random.split(key)[1], mean, es_params)
+        state = state.replace(best_solution=mean)  # evosax starts it as NaN until a tell
         return CMAState(es=state, samples=jnp.zeros((p, d), jnp.float32))
 
     def ask(key, state, params):
