@@ -262,7 +262,7 @@ class LoopState(NamedTuple):
 
 # Candidates per model call that run fastest per image on a CPU (benchmarks/RESULTS.md,
 # "call size"), and the input values per model call aimed at on accelerators.
-CPU_CALL_SIZE = 400
+CPU_CALL_SIZE = 512
 ACCELERATOR_CALL_VALUES = 2**26
 
 
