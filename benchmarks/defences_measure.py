@@ -266,6 +266,95 @@ def report(args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def fooling_report(folders: list[str], figure: str | None = None) -> str:
+    """Per round of fooling-class retraining: classes MAP-Elites reaches at the threshold,
+    best confidences, generations needed, fooling-class rates and clean accuracy."""
+    lines = [
+        "| run | round | network attacked | classes >= 99.99 % | median / min best confidence "
+        "| median generation reaching (reached classes) | fooling images so far | fooling class "
+        "on them before -> after | clean test acc. after |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    curves = {}
+    for folder in folders:
+        folder = Path(folder)
+        rounds = [json.loads(x) for x in (folder / "rounds.jsonl").read_text().splitlines() if x]
+        base = None
+        for rec in rounds:
+            r = rec["round"]
+            summary = json.loads((folder / f"round{r}" / "evolve-0" / "summary.json").read_text())
+            base = base or summary["model"].rsplit("-fooling-class", 1)[0]
+            gens = [g for g in summary["first_generation_reaching"] if g >= 0]
+            k = len(summary["classes"])
+            attacked = base if r == 1 else f"round {r - 1} network"
+            after = (
+                "-"
+                if rec.get("evolution_only")
+                else f"{100 * rec['fooling_rate_before']:.0f} % -> "
+                f"{100 * rec['fooling_rate_after']:.0f} %"
+            )
+            acc = "-" if rec.get("evolution_only") else f"{100 * rec['test_accuracy']:.2f} %"
+            n = "-" if rec.get("evolution_only") else str(rec["fooling_images"])
+            lines.append(
+                f"| {folder.name} | {r}{' (evolution only)' if rec.get('evolution_only') else ''} "
+                f"| {attacked} | {summary['reached']}/{k} | {summary['median_confidence']:.4f} / "
+                f"{summary['min_confidence']:.4f} | "
+                f"{int(np.median(gens)) if gens else '-'} (of {summary['generations']}) | {n} "
+                f"| {after} | {acc} |"
+            )
+            curves.setdefault(folder.name, []).append(sorted(summary["best_confidence"]))
+    if figure:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.5), squeeze=False)
+        for ax, (name, per_round) in zip(axes[0], curves.items(), strict=True):
+            for r, conf in enumerate(per_round, 1):
+                ax.plot(range(len(conf)), conf, marker="o", label=f"evolution {r}")
+            ax.axhline(0.9999, color="grey", lw=0.8, ls="--")
+            ax.set_title(name)
+            ax.set_xlabel("class (sorted by best confidence)")
+            ax.set_ylabel("best MAP-Elites confidence")
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        Path(figure).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(figure, dpi=110)
+    return "\n".join(lines)
+
+
+def success_figure(out: str, figure: str) -> None:
+    """Bar chart of attack success with Wilson intervals, per model and cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = sorted(Path(out).glob("*.jsonl"))
+    fig, axes = plt.subplots(1, len(paths), figsize=(6 * len(paths), 4), squeeze=False)
+    for ax, path in zip(axes[0], paths, strict=True):
+        recs = _done(path)
+        labels, rates, errs = [], [], []
+        for key, r in recs.items():
+            if key == "clean":
+                continue
+            s = np.asarray(r["success"], bool)
+            if r["defence"] == "detector":
+                s = s & ~np.asarray(r["flagged"], bool)
+            lo, hi = metrics.wilson_interval(int(s.sum()), s.size)
+            labels.append(f"{r['defence']} d{r['pixels']}")
+            rates.append(s.mean())
+            errs.append((s.mean() - lo, hi - s.mean()))
+        ax.bar(range(len(rates)), rates, yerr=np.array(errs).T, capsize=3)
+        ax.set_xticks(range(len(rates)), labels, rotation=60, ha="right", fontsize=8)
+        ax.set_ylabel("attack success (fast preset, Wilson 95 %)")
+        ax.set_title(path.stem)
+    fig.tight_layout()
+    Path(figure).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figure, dpi=110)
+
+
 def args_acc(name: str) -> str:
     try:
         card = opj.models.load(name, verify=False)[1]
@@ -273,6 +362,33 @@ def args_acc(name: str) -> str:
         return "?"
     acc = card.get("test_accuracy")
     return f"{100 * acc:.2f} %" if acc is not None else "?"
+
+
+def promote(args: argparse.Namespace) -> None:
+    """Copy a trained defence checkpoint into ``models/NAME`` (loadable by name): the card
+    gets the name, the command that made it, ``training_time_seconds`` (a fooling-class round
+    records it as the round's seconds) and the spot check of 300 test images."""
+    import shutil
+
+    from onepixel_jax.files import write_json_atomic
+    from onepixel_jax.zoo import checkpoints as ckpt_lib
+    from onepixel_jax.zoo.training import spot_check
+
+    src, dst = Path(args.source), ckpt_lib.models_dir() / args.name
+    dst.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src / ckpt_lib.CHECKPOINT_FILE, dst / ckpt_lib.CHECKPOINT_FILE)
+    card = json.loads((src / ckpt_lib.CARD_FILE).read_text())
+    card["name"] = args.name
+    card["command"] = args.command or card.get("command")
+    if "training_time_seconds" not in card:
+        card["training_time_seconds"] = card["defence"]["round_record"]["seconds"]
+    if card.get("status") is None:
+        card["status"] = "complete"
+    write_json_atomic(dst / ckpt_lib.CARD_FILE, card)
+    predict_fn, _ = ckpt_lib.load(dst)
+    card["spot_check"] = spot_check(predict_fn, card["dataset"])
+    write_json_atomic(dst / ckpt_lib.CARD_FILE, card)
+    print(f"{dst}: test accuracy {card['test_accuracy']}, spot check {card['spot_check']}")
 
 
 def main() -> None:
@@ -291,11 +407,24 @@ def main() -> None:
     r = sub.add_parser("report")
     r.add_argument("--out", default="runs/defences/measure")
     r.add_argument("--doc-tables", default=None)
+    r.add_argument("--fooling", nargs="*", default=[], help="fooling-class work folders")
+    r.add_argument("--figures", default=None, help="folder for the figures")
+    m = sub.add_parser("promote")
+    m.add_argument("source", help="checkpoint folder (params.msgpack + card.json)")
+    m.add_argument("--name", required=True)
+    m.add_argument("--command", default=None, help="the command that trained it")
     args = p.parse_args()
-    if args.cmd == "attack":
+    if args.cmd == "promote":
+        promote(args)
+    elif args.cmd == "attack":
         run_attacks(args)
     else:
         text = report(args)
+        if args.fooling:
+            fig = f"{args.figures}/fooling_class_rounds.png" if args.figures else None
+            text += "\n### Fooling-class rounds\n\n" + fooling_report(args.fooling, fig) + "\n"
+        if args.figures:
+            success_figure(args.out, f"{args.figures}/attack_success.png")
         print(text)
         if args.doc_tables:
             Path(args.doc_tables).parent.mkdir(parents=True, exist_ok=True)
