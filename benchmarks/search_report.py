@@ -5,9 +5,8 @@
 
 For every (network, pixels, targeted) setting: per method, success at the query checkpoints
 with Wilson 95 % intervals, total queries over all images (failures included), median queries
-of the successes, and McNemar's exact p against the paper's DE on the images both ran. Only
-images every listed method of the setting ran are compared (a method run on fewer images is
-compared on those).
+of the successes, and McNemar's exact p against the paper's DE. By default every method is
+shown on the images all methods of the setting ran (``--all-images``: each on all of its own).
 """
 
 from __future__ import annotations
@@ -146,6 +145,11 @@ def main(argv=None) -> int:
     p.add_argument("--figures", default=None)
     p.add_argument("--markdown", default=None)
     p.add_argument(
+        "--all-images",
+        action="store_true",
+        help="every method on all its images (default: only the images every method ran)",
+    )
+    p.add_argument(
         "--replay",
         action="append",
         default=[],
@@ -161,6 +165,11 @@ def main(argv=None) -> int:
                 rows = {i: replay_stall(r, int(k)) for i, r in methods[label].items()}
                 if all(v is not None for v in rows.values()):
                     methods[f"{label} + stall {k} (replayed)"] = rows
+    if not args.all_images:  # compare every method on the images all of them ran
+        for methods in runs.values():
+            common = set.intersection(*(set(m) for m in methods.values()))
+            for label in methods:
+                methods[label] = {i: methods[label][i] for i in sorted(common)}
     text = []
     for setting in sorted(runs):
         text.append(table(setting, runs[setting]))
