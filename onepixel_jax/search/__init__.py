@@ -5,9 +5,17 @@ Each strategy lives in its own module and implements the ask/tell protocol of
 engine builds it by name. Built-in:
 
 - ``"de"``: differential evolution; the defaults are the paper's DE/rand/1, F = 0.5, no
-  crossover, colours from N(128, 127). Config knobs: ``F``, ``crossover``, ``mutation``,
-  ``sampler``.
-- ``"random"``: the paper's random baseline (fresh draws from the initial sampler).
+  crossover, colours from N(128, 127). Config knobs: ``F``, ``crossover``, ``mutation``
+  (``rand1``, ``best1``, ``current_to_best1``, ``rand2``), ``sampler``, option ``dither``.
+- ``"paper"``: the paper's DE exactly, whatever the DE knobs say.
+- ``"random"``: the paper's random baseline (fresh draws from the initial sampler; ``sampler``
+  ``"paper"`` or ``"corners"``).
+- ``"jade"``, ``"sparse-rs"``, ``"corner-scan"``, ``"grid-scan"``, ``"cma-es"`` (with evosax)
+  and ``"fast"`` (the corner scan at d = 1, Sparse-RS at d > 1, with the stall rule): see
+  ``docs/search.md`` for what each does and how they compare.
+
+A :class:`StrategySpec` may declare its default ``popsize``, a query ``budget`` (used when the
+config leaves ``max_iters`` unset), a default ``stall`` rule and the names of its ``options``.
 """
 
 from __future__ import annotations
