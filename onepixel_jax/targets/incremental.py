@@ -555,7 +555,7 @@ def _network_of(predict_fn: Callable) -> Network | None:
 
 
 # Below this many multiply-adds per candidate the windows' bookkeeping (slices, overlays,
-# writes) costs more than the arithmetic saved (digits-cnn, 0.34 M: 0.6x the full forward's
+# writes) eats the arithmetic saved (digits-cnn, 0.34 M: 0.6x to 1.2x the full forward's
 # speed; benchmarks/RESULTS.md); from there on the saving has to be at least 10 %.
 AUTO_MIN_FULL_MACS = 1_000_000
 AUTO_MAX_RATIO = 0.9
