@@ -466,6 +466,24 @@ def _target_probs(target: Target, x: jax.Array, pixels: jax.Array, chunk: int) -
     return np.concatenate(out, axis=0)
 
 
+def _warn_if_mostly_misclassified(images: np.ndarray, labels: np.ndarray, probs: np.ndarray):
+    """Warn when most images are already misclassified: often images in the wrong pixel scale
+    (for instance [0, 1]) or labels that do not belong to the model."""
+    n = len(labels)
+    wrong = float(np.mean(probs.argmax(axis=1) != labels))
+    if n < 4 or wrong <= 0.5:
+        return
+    hint = "check the labels and the pixel scale (the models expect [0, 255])"
+    if np.issubdtype(images.dtype, np.floating) and float(images.max()) <= 1.0:
+        hint = "the images' values are all in [0, 1], but the models expect pixel space [0, 255]"
+    warnings.warn(
+        f"{wrong:.0%} of the {n} images are already misclassified by the model before the attack; "
+        f"{hint}",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
 def _run_attack(key, model, images, labels, cfg, targets, progress, *, mesh=None) -> AttackResult:
     if not isinstance(cfg, AttackConfig):
         raise TypeError(f"cfg must be an AttackConfig, got {type(cfg).__name__}")
@@ -513,6 +531,7 @@ def _run_attack(key, model, images, labels, cfg, targets, progress, *, mesh=None
     for name, cls in (("labels", labels), ("targets", targets)):
         if cls is not None and cls.max() >= k:
             raise ValueError(f"{name} must be < K = {k} (the number of classes), got {cls.max()}")
+    _warn_if_mostly_misclassified(arr, labels, original_probs)
 
     spec = search_lib.get(cfg.strategy)
     static = _Static(

@@ -372,3 +372,10 @@ def test_a_numpy_predict_fn_gets_one_line_pointing_to_the_adapters():
 
     with pytest.raises(TypeError, match=r"not JAX-traceable.*opj\.targets\.from_numpy"):
         opj.attack(jax.random.key(0), numpy_model, grey_images(2), LABELS2, opj.AttackConfig())
+
+
+def test_warns_when_most_images_are_already_misclassified():
+    images01 = grey_images(4).astype(np.float32) / 255.0  # the wrong pixel scale
+    cfg = opj.AttackConfig(popsize=8, max_iters=1)
+    with pytest.warns(UserWarning, match=r"100% of the 4 images.*\[0, 1\]"):
+        opj.attack(jax.random.key(0), red_needle_model, images01, np.ones(4, int), cfg)

@@ -27,7 +27,8 @@ def one_line(exc: BaseException) -> str:
 
 
 def load_model(name: str) -> tuple[Callable, Mapping]:
-    """``(predict_fn, card)`` of a committed checkpoint name or a checkpoint folder.
+    """``(predict_fn, card)`` of a committed checkpoint name, a checkpoint folder or an
+    ``.onnx`` file (an ONNX Runtime target, :func:`onepixel_jax.targets.from_onnx`).
 
     Raises:
       UsageError: unknown name, missing files or a checkpoint that does not match its card.
@@ -38,6 +39,15 @@ def load_model(name: str) -> tuple[Callable, Mapping]:
 
     if not isinstance(name, str) or not name:
         raise UsageError(f"model must be a checkpoint name or folder, got {name!r}")
+    if name.lower().endswith(".onnx"):
+        from onepixel_jax.targets.host import load_target
+
+        if not os.path.isfile(name):
+            raise UsageError(f"model file {name!r} does not exist")
+        try:
+            return load_target(name)
+        except (ValueError, TypeError, ImportError, OSError) as exc:
+            raise UsageError(f"cannot load model {name!r}: {one_line(exc)}") from exc
     known = list(zoo.list_models())
     if not os.path.exists(name) and name not in known:
         hint = ", ".join(known) if known else "none installed"
