@@ -9,10 +9,11 @@ waits for another per generation. Padding images are never started (the block's 
 stops the queue), so they cost no model call. Results are gathered once, at the end.
 
 Results equal those of one device bit for bit: image ``i`` still draws its randomness from
-``fold_in(key, i)`` with ``i`` its index in the call (the share carries that index), and a
-model's output for one candidate does not depend on the others in its call (the same
-assumption that makes results independent of ``batch_size``). Once a device's share holds
-at least ``call_slots`` images, its model calls have the size they have on one device.
+``fold_in(key, i)`` with ``i`` its index in the call (the share carries that index), and every
+model call has the size it has on one device (``call_slots`` unchanged; a model's last bit
+can depend on the call size, not on the other candidates of the call). A share smaller than
+``call_slots`` therefore leaves slots of its calls idle; no device carries more work than
+one device does alone.
 
 Several processes (``jax.distributed.initialize()``): the mesh defaults to every device of
 every process, each process computes the shares of its own devices, and every process gets
@@ -94,12 +95,13 @@ def share_layout(num_images: int, num_devices: int) -> ShareLayout:
 
 
 def device_static(static: engine._Static, per_device: int) -> engine._Static:
-    """The loop settings of one device's share: what one device would plan for a call of
-    ``per_device`` images (:func:`onepixel_jax.engine.plan_slots`): at most as many slots
-    and slots per model call as the whole call has, and no more than the share's size."""
-    cs = min(static.call_slots, per_device)
+    """The loop settings of one device's share: model calls of the call's own
+    ``call_slots`` (the shape they have on one device, so the model's last bit cannot
+    differ), and as many slots as the call has, but no more call groups than the share
+    fills."""
+    cs = static.call_slots
     slots = -(-min(static.slots, per_device) // cs) * cs
-    return static._replace(slots=slots, call_slots=cs)
+    return static._replace(slots=slots)
 
 
 class _ShareProgress:
