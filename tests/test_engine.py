@@ -306,9 +306,9 @@ def test_compaction_spends_no_model_call_on_finished_images_and_changes_nothing(
     rng = np.random.default_rng(11)
     images = rng.integers(90, 140, (7, H, W, 3)).astype(np.uint8)
     labels = np.zeros(7, np.int32)
-    base = dict(popsize=12, max_iters=15, early_stop="success", batch_size=4)
-    off = opj.AttackConfig(**base, compact=False)
-    on = opj.AttackConfig(**base, call_size=12)
+    base = dict(popsize=12, max_iters=15, early_stop="success", batch_size=4, call_size=12)
+    off = opj.AttackConfig(**base, compact=False)  # same call shape, every group every time
+    on = opj.AttackConfig(**base)
     a = opj.attack(jax.random.key(3), red_needle_model, images, labels, off, progress=False)
     b = opj.attack(jax.random.key(3), red_needle_model, images, labels, on, progress=False)
     for f in ("pixels", "success", "queries", "fitness_history", "probs"):
