@@ -9,8 +9,11 @@ the engine's call size.
 
 Methods in one run:
 
-- ``opj`` : ``opj.attack`` with the default settings (``AttackConfig(early_stop="success")``);
-- ``opj-all-slots``: the previous default (all images side by side, no compaction);
+- ``opj`` : ``opj.attack`` with the default settings (``AttackConfig(early_stop="success")``;
+  for zoo networks this includes the exact incremental evaluation where it pays);
+- ``opj-full-forward``: the same with ``incremental=False`` (a full forward per candidate);
+- ``opj-all-slots``: the previous default (all images side by side, no compaction, full
+  forward);
 - ``opj-batch-B``: ``batch_size=B`` for each ``--batch-sizes`` value;
 - ``torchattacks``: torchattacks ``OnePixel`` (pixels=1, steps=100, popsize=400: it divides by
   the 5 genes for SciPy's multiplier, so 400 candidates);
@@ -77,6 +80,7 @@ def run_opj(name, predict_fn, x, y, cfg, warm_x, warm_y):
     t0 = time.perf_counter()
     res = opj.attack(jax.random.key(0), predict_fn, x, y, cfg, progress=False)
     wall = time.perf_counter() - t0
+    log(f"{name}: {wall:.1f} s, success {res.success.mean():.2f}")
     useful = int(res.queries.sum())
     return {
         "method": name,
@@ -161,6 +165,10 @@ def run_art(module, x, y, num_classes: int):
     }
 
 
+def log(msg: str) -> None:
+    print(f"[bench_protocol] {time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+
+
 def summarise(r: dict, n: int) -> dict:
     succ = int(np.sum(r["success"]))
     out = {
@@ -208,7 +216,9 @@ def main() -> int:
     base = opj.AttackConfig(early_stop="success")  # the paper's protocol, default settings
     slots, call_slots = plan_slots(base, n, shape)
     results = [run_opj("opj", predict_fn, x, y, base, warm_x, warm_y)]
-    old = opj.AttackConfig(early_stop="success", batch_size=n, compact=False)
+    full = opj.AttackConfig(early_stop="success", incremental=False)
+    results.append(run_opj("opj-full-forward", predict_fn, x, y, full, warm_x, warm_y))
+    old = opj.AttackConfig(early_stop="success", batch_size=n, compact=False, incremental=False)
     results.append(run_opj("opj-all-slots", predict_fn, x, y, old, warm_x, warm_y))
     for b in [int(s) for s in args.batch_sizes.split(",") if s]:
         cfg = opj.AttackConfig(early_stop="success", batch_size=b)
@@ -226,7 +236,9 @@ def main() -> int:
             print(f"bench_protocol: error: PyTorch port differs by {diff:.2e}", file=sys.stderr)
             return 1
         results.append(run_torchattacks(module, x, y))
+        log(f"torchattacks: {results[-1]['wall_s']:.1f} s")
         results.append(run_art(module, x, y, int(card["num_classes"])))
+        log(f"art: {results[-1]['wall_s']:.1f} s")
     else:
         diff = None
 
