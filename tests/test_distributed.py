@@ -163,6 +163,7 @@ def test_four_forced_host_devices_give_the_records_of_one_device():
         assert got[name]["model_evaluations"] / 4 <= ref["model_evaluations"]
         assert got[name]["progress"]["images_done"] == n
         assert got[name]["progress"]["evaluations"] == sum(ref["queries"])
+    assert got["digits-cnn"] == []  # fields that differ between one and four devices
 
 
 def test_two_processes_under_jax_distributed_give_the_records_of_one_process(tmp_path):
@@ -186,12 +187,23 @@ def test_two_processes_under_jax_distributed_give_the_records_of_one_process(tmp
 def _devices_main() -> None:
     import jax
 
+    import onepixel_jax as opj
+
     assert len(jax.devices()) == 4, jax.devices()
     out = {}
     for n, targeted in CASES:
         stats: list[dict] = []
         out[f"{n}-{targeted}"] = _run_case(n, targeted, progress=stats.append)
         out[f"{n}-{targeted}"]["progress"] = stats[-1]
+    # A real CNN (the committed digits-cnn), one device against four, in this process.
+    predict_fn, _ = opj.models.load("digits-cnn")
+    images, labels, _ = opj.data.load("digits", "test", limit=6)
+    cfg = opj.AttackConfig(popsize=20, max_iters=4, early_stop="success")
+    runs = [
+        opj.attack(jax.random.key(2), predict_fn, images, labels, cfg, progress=False, mesh=m)
+        for m in (jax.devices()[:1], None)
+    ]
+    out["digits-cnn"] = [f for f in FIELDS if not np.array_equal(*(getattr(r, f) for r in runs))]
     print("RESULT " + json.dumps(out), flush=True)
 
 
