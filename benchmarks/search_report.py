@@ -56,6 +56,15 @@ def replay_stall(row, k, eps=1e-4):
     return row
 
 
+def truncate(row, cap):
+    """The row as a run capped at ``cap`` queries would have ended (same search until then)."""
+    p = row["popsize"]
+    limit = (cap // p) * p
+    if row["queries"] <= limit:
+        return dict(row, budget=min(row["budget"], limit))
+    return dict(row, success=False, queries=limit, budget=limit, history=None)
+
+
 def curve(rows, checkpoints=CHECKPOINTS):
     s = np.array([r["success"] for r in rows])
     q = np.array([r["queries"] for r in rows])
@@ -118,7 +127,8 @@ def figure(setting, methods, out_dir):
     model, pixels, targeted = setting
     fig, ax = plt.subplots(figsize=(7, 4.5))
     grid = np.unique(np.geomspace(64, 40_400, 200).astype(int))
-    for label, by_image in sorted(methods.items()):
+    uncapped = {k: v for k, v in methods.items() if "cap" not in k and "truncated" not in k}
+    for label, by_image in sorted((uncapped or methods).items()):
         rows = list(by_image.values())
         pts = curve(rows, grid)
         rate = np.array([k / n for k, n in pts])
@@ -145,6 +155,12 @@ def main(argv=None) -> int:
     p.add_argument("--figures", default=None)
     p.add_argument("--markdown", default=None)
     p.add_argument(
+        "--truncate",
+        action="append",
+        default=[],
+        help="METHOD:CAP adds METHOD as a run capped at CAP queries would have ended",
+    )
+    p.add_argument(
         "--all-images",
         action="store_true",
         help="every method on all its images (default: only the images every method ran)",
@@ -165,6 +181,12 @@ def main(argv=None) -> int:
                 rows = {i: replay_stall(r, int(k)) for i, r in methods[label].items()}
                 if all(v is not None for v in rows.values()):
                     methods[f"{label} + stall {k} (replayed)"] = rows
+    for spec in args.truncate:
+        method, cap = spec.split(":")
+        for methods in runs.values():
+            if method in methods:
+                rows = {i: truncate(r, int(cap)) for i, r in methods[method].items()}
+                methods[f"{method} (truncated at {int(cap):,})"] = rows
     if not args.all_images:  # compare every method on the images all of them ran
         for methods in runs.values():
             common = set.intersection(*(set(m) for m in methods.values()))
