@@ -145,7 +145,11 @@ def run_attacks(args: argparse.Namespace) -> None:
                 if cell in done:
                     continue
                 t0 = time.time()
-                res = opj.attack(jax.random.key(args.seed), fn, x, y, cfg, progress=False)
+                # the first m images only: image i's search depends on i and the key alone,
+                # so these results equal the first m of a run on all images
+                m = min(len(x), args.limit_images or len(x))
+                xm, ym = x[:m], y[:m]
+                res = opj.attack(jax.random.key(args.seed), fn, xm, ym, cfg, progress=False)
                 rec = {
                     "cell": cell,
                     "kind": kind,
@@ -153,7 +157,7 @@ def run_attacks(args: argparse.Namespace) -> None:
                     "strategy": strategy,
                     "pixels": d,
                     "budget": cfg.budget,
-                    "images": len(x),
+                    "images": m,
                     "success": res.success.astype(int).tolist(),
                     "queries": res.queries.tolist(),
                     "seconds": round(time.time() - t0, 1),
@@ -165,14 +169,14 @@ def run_attacks(args: argparse.Namespace) -> None:
                     rec["squeezed_success"] = {}
                     for n, pfn in pipelines.items():
                         p = opj.targets.predict_in_batches(pfn, adv.astype(np.float32), 250)
-                        rec["squeezed_success"][n] = (p.argmax(1) != y).astype(int).tolist()
+                        rec["squeezed_success"][n] = (p.argmax(1) != ym).astype(int).tolist()
                 if kind == "adaptive" and name != "detector":
                     rec["success_recheck"] = int(
                         np.sum(
                             opj.targets.predict_in_batches(fn, adv.astype(np.float32), 250).argmax(
                                 1
                             )
-                            != y
+                            != ym
                         )
                     )
                 _append(path, rec)
@@ -195,7 +199,8 @@ def _rate(s) -> str:
 
 
 def _p(a, b) -> str:
-    c = metrics.paired_comparison(np.asarray(a, bool), np.asarray(b, bool))
+    n = min(len(a), len(b))
+    c = metrics.paired_comparison(np.asarray(a[:n], bool), np.asarray(b[:n], bool))
     return f"{c['p_value']:.3g} ({c['a_only']}/{c['b_only']})"
 
 
@@ -248,6 +253,7 @@ def report(args: argparse.Namespace) -> str:
                 if r.get("strategy") != strat or r.get("pixels") != d or key.startswith("base:"):
                     continue
                 s = np.asarray(r["success"], bool)
+                none_n = _rate(np.asarray(s0[: len(s)], bool)) if len(s) < len(s0) else None
                 if r["kind"] == "adaptive" and r["defence"] == "detector":
                     s = s & ~np.asarray(r["flagged"], bool)
                     label = "detector, fooled & not flagged"
@@ -258,6 +264,8 @@ def report(args: argparse.Namespace) -> str:
                 else:
                     label = r["defence"]
                     a = args_acc(label)
+                if none_n is not None:
+                    label += f" (first {len(s)} images; none on them: {none_n})"
                 lines.append(
                     f"| {strat} ({'adaptive' if r['kind'] == 'adaptive' else 'trained'}) | {d} "
                     f"| {label} | {a} | {_rate(s)} | {_p(s, s0)} | {np.mean(r['queries']):.0f} |"
@@ -391,6 +399,33 @@ def promote(args: argparse.Namespace) -> None:
     print(f"{dst}: test accuracy {card['test_accuracy']}, spot check {card['spot_check']}")
 
 
+def evolve(args: argparse.Namespace) -> None:
+    """A longer MAP-Elites run (direct encoding) against a (fooling-class) checkpoint; the
+    archive's cells are the base network's real classes (an extra output is ignored)."""
+    from onepixel_jax.fooling.run import FoolConfig, run_fooling
+
+    predict_fn, card = opj.models.load(args.model)
+    names = list(card.class_names)
+    if names[-1] == "fooling":
+        names = names[:-1]
+    config = FoolConfig(
+        model=card.name, encoding="direct", popsize=args.popsize, seed=args.seed, chunk=50
+    )
+    summary = run_fooling(
+        config,
+        predict_fn,
+        card.input_shape,
+        names,
+        args.out,
+        args.generations,
+        stop_at_threshold=True,
+    )
+    print(
+        f"{card.name}: {summary['reached']}/{len(names)} classes >= 0.9999 after "
+        f"{summary['generations']} generations; median best {summary['median_confidence']:.4f}"
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -403,6 +438,14 @@ def main() -> None:
     a.add_argument("--no-adaptive", dest="adaptive", action="store_false")
     a.add_argument("--defended", nargs="*", default=[])
     a.add_argument("--seed", type=int, default=0)
+    a.add_argument(
+        "--limit-images",
+        type=int,
+        default=None,
+        help="attack only the first M images in the "
+        "cells not yet done (a cell done on more images pairs on its first M: image i's "
+        "search depends only on i and the key)",
+    )
     a.add_argument("--out", default="runs/defences/measure")
     r = sub.add_parser("report")
     r.add_argument("--out", default="runs/defences/measure")
@@ -413,8 +456,16 @@ def main() -> None:
     m.add_argument("source", help="checkpoint folder (params.msgpack + card.json)")
     m.add_argument("--name", required=True)
     m.add_argument("--command", default=None, help="the command that trained it")
+    e = sub.add_parser("evolve")
+    e.add_argument("--model", required=True)
+    e.add_argument("--generations", type=int, default=1000)
+    e.add_argument("--popsize", type=int, default=100)
+    e.add_argument("--seed", type=int, default=7)
+    e.add_argument("--out", required=True)
     args = p.parse_args()
-    if args.cmd == "promote":
+    if args.cmd == "evolve":
+        evolve(args)
+    elif args.cmd == "promote":
         promote(args)
     elif args.cmd == "attack":
         run_attacks(args)
