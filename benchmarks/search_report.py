@@ -118,7 +118,7 @@ def table(setting, methods):
     return "\n".join(lines) + "\n"
 
 
-def figure(setting, methods, out_dir):
+def figure(setting, methods, out_dir, suffix=""):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,23 +127,30 @@ def figure(setting, methods, out_dir):
     model, pixels, targeted = setting
     fig, ax = plt.subplots(figsize=(7, 4.5))
     grid = np.unique(np.geomspace(64, 40_400, 200).astype(int))
-    uncapped = {k: v for k, v in methods.items() if "cap" not in k and "truncated" not in k}
-    for label, by_image in sorted((uncapped or methods).items()):
+    many = len(methods) > 5  # no interval bands, distinct colours
+    top = max(r["budget"] for by_image in methods.values() for r in by_image.values())
+    grid = grid[grid <= top]
+    colours = plt.get_cmap("tab20").colors
+    for n_line, (label, by_image) in enumerate(sorted(methods.items())):
         rows = list(by_image.values())
         pts = curve(rows, grid)
         rate = np.array([k / n for k, n in pts])
         ci = np.array([wilson_interval(k, n) for k, n in pts])
-        (line,) = ax.plot(grid, 100 * rate, label=f"{label} (n={len(rows)})")
-        ax.fill_between(grid, 100 * ci[:, 0], 100 * ci[:, 1], color=line.get_color(), alpha=0.08)
+        colour = colours[n_line % len(colours)] if many else None
+        (line,) = ax.plot(grid, 100 * rate, label=f"{label} (n={len(rows)})", color=colour)
+        if not many:
+            ax.fill_between(
+                grid, 100 * ci[:, 0], 100 * ci[:, 1], color=line.get_color(), alpha=0.08
+            )
     ax.set_xscale("log")
     ax.set_xlabel("model queries per image")
     ax.set_ylabel("images fooled (%)")
     kind = "targeted" if targeted else "untargeted"
-    ax.set_title(f"{model}, {pixels} pixel{'s' if pixels > 1 else ''}, {kind}")
+    ax.set_title(f"{model}, {pixels} pixel{'s' if pixels > 1 else ''}, {kind}{suffix}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    name = f"{model}-d{pixels}-{kind}.png"
+    name = f"{model}-d{pixels}-{kind}{suffix}.png"
     fig.savefig(Path(out_dir) / name, dpi=110)
     plt.close(fig)
     return name
@@ -197,8 +204,22 @@ def main(argv=None) -> int:
         text.append(table(setting, runs[setting]))
         if args.figures:
             Path(args.figures).mkdir(parents=True, exist_ok=True)
-            name = figure(setting, runs[setting], args.figures)
-            text.append(f"![{name}](figures/search/{name})\n")
+            methods = runs[setting]
+            capped = {k: v for k, v in methods.items() if "cap" in k or "truncated" in k}
+            full = {k: v for k, v in methods.items() if k not in capped}
+            for part, suffix in ((full, ""), (capped, " (capped runs)")):
+                measured_cap = any("(cap " in k and "stall" not in k for k in capped)
+                if part and (suffix == "" or (full and measured_cap)):
+                    name = figure(
+                        setting,
+                        part,
+                        args.figures,
+                        suffix.replace(" ", "-").replace("(", "").replace(")", ""),
+                    )
+                    text.append(f"![{name}](figures/search/{name})\n")
+            if not full:
+                name = figure(setting, capped, args.figures)
+                text.append(f"![{name}](figures/search/{name})\n")
     out = "\n".join(text)
     if args.markdown:
         Path(args.markdown).write_text(out)
