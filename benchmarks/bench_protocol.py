@@ -192,6 +192,11 @@ def main() -> int:
     ap.add_argument("--n-images", type=int, default=20)
     ap.add_argument("--batch-sizes", default="1,5", help="extra opj runs with these batch sizes")
     ap.add_argument("--no-peers", action="store_true", help="JAX methods only")
+    ap.add_argument(
+        "--skip-old",
+        action="store_true",
+        help="skip the previous default (all slots, no compaction)",
+    )
     ap.add_argument("--out", default=None, help="JSON results (default: print only)")
     args = ap.parse_args()
     if not args.no_peers:
@@ -218,8 +223,9 @@ def main() -> int:
     results = [run_opj("opj", predict_fn, x, y, base, warm_x, warm_y)]
     full = opj.AttackConfig(early_stop="success", incremental=False)
     results.append(run_opj("opj-full-forward", predict_fn, x, y, full, warm_x, warm_y))
-    old = opj.AttackConfig(early_stop="success", batch_size=n, compact=False, incremental=False)
-    results.append(run_opj("opj-all-slots", predict_fn, x, y, old, warm_x, warm_y))
+    if not args.skip_old:
+        old = opj.AttackConfig(early_stop="success", batch_size=n, compact=False, incremental=False)
+        results.append(run_opj("opj-all-slots", predict_fn, x, y, old, warm_x, warm_y))
     for b in [int(s) for s in args.batch_sizes.split(",") if s]:
         cfg = opj.AttackConfig(early_stop="success", batch_size=b)
         results.append(run_opj(f"opj-batch-{b}", predict_fn, x, y, cfg, warm_x, warm_y))
