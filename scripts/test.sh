@@ -2,7 +2,7 @@
 # Set up (if needed; with the tfds extra, so the tensorflow-datasets path is tested too) and run
 # the whole check: ruff lint, ruff format check, pytest.
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh" dev,tfds,onnx
+source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh" dev,tfds,onnx,search
 echo "[test] ruff check"
 ruff check .
 echo "[test] ruff format --check"

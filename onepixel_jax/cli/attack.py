@@ -58,10 +58,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "image; all-targets: every other class, batched (default: untargeted)",
     )
     p.add_argument(
-        "--popsize", type=errors.int_at_least(4), default=400, help="population (default: 400)"
+        "--popsize",
+        type=errors.int_at_least(4),
+        default=None,
+        help="candidates per generation (default: the strategy's own; 400 for de and paper)",
     )
     p.add_argument(
-        "--max-iters", type=errors.int_at_least(0), default=100, help="generations (default: 100)"
+        "--max-iters",
+        type=errors.int_at_least(0),
+        default=None,
+        help="generations after the first (default: the strategy's own; 100 for de and paper, "
+        "as many as fit 40,400 evaluations for the others)",
     )
     p.add_argument(
         "--early-stop",
@@ -198,6 +205,15 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
         if args.baseline == args.strategy:
             raise UsageError(f"--baseline {args.baseline} is the --strategy itself")
         methods += (args.baseline,)
+    popsize, max_iters = args.popsize, args.max_iters
+    if popsize is None or max_iters is None:  # the first method's own budget
+        import onepixel_jax as opj
+
+        try:
+            own = opj.AttackConfig(strategy=args.strategy, popsize=popsize, max_iters=max_iters)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"--strategy {args.strategy}: {exc}") from None
+        popsize, max_iters = own.popsize, own.max_iters
     try:
         return SweepConfig(
             model=args.model,
@@ -206,8 +222,8 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
             n_images=args.n_images,
             pixels=args.pixels,
             mode=args.mode,
-            popsize=args.popsize,
-            max_iters=args.max_iters,
+            popsize=popsize,
+            max_iters=max_iters,
             early_stop=None if args.early_stop == "none" else args.early_stop,
             threshold=args.threshold,
             seed=args.seed,
