@@ -762,7 +762,12 @@ def _run_loop_impl(st: LoopState, problem: _Problem, *, target, static) -> LoopS
         told = jax.vmap(strategy.tell, in_axes=(0, 0, 0, 0, None))(
             keys, cand, fit, asked_state, params
         )
-        started = jax.vmap(strategy.init, in_axes=(0, 0, 0, None))(keys, cand, fit, params)
+        # init only in the steps where some slot starts an image (CMA-ES / JADE init is not free)
+        started = jax.lax.cond(
+            jnp.any(fresh),
+            lambda: jax.vmap(strategy.init, in_axes=(0, 0, 0, None))(keys, cand, fit, params),
+            lambda: told,
+        )
         search_state = _where_slots(fresh, started, told)
 
         # Bookkeeping: best fitness, the returned candidate (successful ones first), history.
