@@ -52,8 +52,10 @@ METHODS: dict[str, dict] = {
     "sparse-rs": dict(strategy="sparse-rs", popsize=100, max_iters=403),
     "grid-scan": dict(strategy="grid-scan", popsize=128, max_iters=314),
     "cma-es": dict(strategy="cma-es", popsize=100, max_iters=403),
-    "fast": dict(strategy="fast", popsize=128, max_iters=314),
-    "fast-nostall": dict(strategy="fast", popsize=128, max_iters=314, stall=0),
+    "fast": dict(strategy="fast", popsize=64, max_iters=630),
+    "fast-nostall": dict(strategy="fast", popsize=64, max_iters=630, stall=0),
+    # the preset as first measured (128 candidates per generation, stall after 32 of them)
+    "fast-p128": dict(strategy="fast", popsize=128, max_iters=314, stall=32),
     "paper-stall": dict(strategy="paper", stall=10),
 }
 

@@ -33,7 +33,8 @@ from .sparse_rs import sparse_rs
 
 PAPER_BUDGET = 40_400  # the paper's evaluations per image (400 x 101)
 GRID_BUDGET = 65_536  # 32 x 32 pixels x 4^3 colours: the whole grid of a CIFAR-10 image
-FAST_STALL = 32  # generations without improvement after which "fast" gives up an image
+FAST_POPSIZE = 64  # candidates per image and generation of "fast"
+FAST_STALL = 64  # generations without improvement after which "fast" gives up (4,096 queries)
 
 _REGISTRY: dict[str, StrategySpec] = {}
 
@@ -174,7 +175,7 @@ register(
         static_options=lambda cfg: {"horizon": cfg.max_iters},
         params=lambda cfg: (),
         description="the measured fast preset: corner scan at d=1, Sparse-RS at d>1, stall rule",
-        popsize=128,
+        popsize=FAST_POPSIZE,
         budget=PAPER_BUDGET,
         stall=FAST_STALL,
     )
