@@ -83,6 +83,8 @@ def _attack_cfg(strategy: str, pixels: int) -> opj.AttackConfig:
         return opj.AttackConfig(
             pixels=pixels, strategy="fast", popsize=128, stall=32, early_stop="success"
         )
+    if strategy == "paper":  # the paper's DE at its budget: 400 x (1 + 100) evaluations
+        return opj.AttackConfig(pixels=pixels, strategy="paper", early_stop="success")
     if strategy == "de-small":  # the paper's DE at a small budget (popsize 100, 10 generations)
         return opj.AttackConfig(pixels=pixels, popsize=100, max_iters=10, early_stop="success")
     raise ValueError(strategy)
@@ -436,7 +438,9 @@ def main() -> None:
     a.add_argument("--n-images", type=int, default=100)
     a.add_argument("--clean-images", type=int, default=1000)
     a.add_argument("--pixels", type=int, nargs="+", default=[1, 3])
-    a.add_argument("--strategies", nargs="+", default=["fast"], choices=["fast", "de-small"])
+    a.add_argument(
+        "--strategies", nargs="+", default=["fast"], choices=["fast", "paper", "de-small"]
+    )
     a.add_argument("--no-adaptive", dest="adaptive", action="store_false")
     a.add_argument("--defended", nargs="*", default=[])
     a.add_argument("--seed", type=int, default=0)

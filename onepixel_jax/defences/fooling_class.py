@@ -399,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=d["epochs"])
     p.add_argument("--batch-size", type=int, default=d["batch_size"])
     p.add_argument("--lr", type=float, default=d["learning_rate"])
+    p.add_argument("--warmup-epochs", type=float, default=d["warmup_epochs"])
     p.add_argument("--train-limit", type=int, default=None)
     p.add_argument("--eval-limit", type=int, default=None)
     p.add_argument("--data-dir", default=None)
@@ -420,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
             epochs=args.epochs,
             batch_size=args.batch_size,
             learning_rate=args.lr,
+            warmup_epochs=args.warmup_epochs,
             train_limit=args.train_limit,
             eval_limit=args.eval_limit,
             data_dir=args.data_dir,
