@@ -118,6 +118,44 @@ def table(setting, methods):
     return "\n".join(lines) + "\n"
 
 
+def paired_table(setting, methods, reference=REFERENCE):
+    """Each method against ``reference`` on the images both ran: successes, the ratios of total
+    queries and of the median queries of the successes (the issue's targets), McNemar's p."""
+    ref = methods.get(reference)
+    if ref is None:
+        return ""
+    model, pixels, targeted = setting
+    lines = [
+        f"#### {model}, d = {pixels}, {'targeted' if targeted else 'untargeted'}: "
+        f"paired against {reference}",
+        "",
+        f"| method | images (both ran) | success | {reference} success | only / {reference} only "
+        f"(McNemar p) | total queries | {reference} total | ratio | median q. (successes) | "
+        f"{reference} median | ratio |",
+        "|---" * 11 + "|",
+    ]
+    for label, by_image in sorted(methods.items()):
+        if label == reference:
+            continue
+        both = [i for i in sorted(by_image) if i in ref]
+        if not both:
+            continue
+        a = summary([by_image[i] for i in both])
+        b = summary([ref[i] for i in both])
+        pc = paired_comparison(
+            np.array([by_image[i]["success"] for i in both]),
+            np.array([ref[i]["success"] for i in both]),
+        )
+        med = a["median"] / b["median"] if b["median"] == b["median"] else float("nan")
+        lines.append(
+            f"| {label} | {len(both)} | {a['success']} | {b['success']} | "
+            f"{pc['a_only']} / {pc['b_only']} (p = {pc['p_value']:.3g}) | {a['total']:,} | "
+            f"{b['total']:,} | {a['total'] / b['total']:.3f} | {a['median']:,.0f} | "
+            f"{b['median']:,.0f} | {med:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def figure(setting, methods, out_dir, suffix=""):
     import matplotlib
 
@@ -178,6 +216,13 @@ def main(argv=None) -> int:
         default=[],
         help="METHOD:K adds METHOD with the stall rule of K generations, replayed on its history",
     )
+    p.add_argument(
+        "--paired",
+        action="append",
+        default=[],
+        help="REFERENCE adds, per setting, every method against REFERENCE on the images both "
+        "ran (repeatable; e.g. paper, 'corner-scan (cap 8,192)')",
+    )
     args = p.parse_args(argv)
     runs = load(args.inputs)
     for spec in args.replay:
@@ -194,6 +239,7 @@ def main(argv=None) -> int:
             if method in methods:
                 rows = {i: truncate(r, int(cap)) for i, r in methods[method].items()}
                 methods[f"{method} (truncated at {int(cap):,})"] = rows
+    raw = {setting: dict(methods) for setting, methods in runs.items()}  # before any filter
     if not args.all_images:  # compare every method on the images all of them ran
         for methods in runs.values():
             common = set.intersection(*(set(m) for m in methods.values()))
@@ -202,6 +248,8 @@ def main(argv=None) -> int:
     text = []
     for setting in sorted(runs):
         text.append(table(setting, runs[setting]))
+        for reference in args.paired:
+            text.append(paired_table(setting, raw[setting], reference))
         if args.figures:
             Path(args.figures).mkdir(parents=True, exist_ok=True)
             methods = runs[setting]
