@@ -282,33 +282,39 @@ def fooling_report(folders: list[str], figure: str | None = None) -> str:
     """Per round of fooling-class retraining: classes MAP-Elites reaches at the threshold,
     best confidences, generations needed, fooling-class rates and clean accuracy."""
     lines = [
-        "| run | round | network attacked | classes >= 99.99 % | median / min best confidence "
-        "| median generation reaching (reached classes) | fooling images so far | fooling class "
-        "on them before -> after | clean test acc. after |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| run | retraining | round | network attacked | classes >= 99.99 % | median / min best "
+        "confidence | median generation reaching (reached classes) | fooling images so far "
+        "| fooling class on them before -> after | clean test acc. after |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     curves = {}
     for folder in folders:
         folder = Path(folder)
         rounds = [json.loads(x) for x in (folder / "rounds.jsonl").read_text().splitlines() if x]
         base = None
+        mode = None
         for rec in rounds:
+            mode = rec.get("mode", mode)  # an evolution-only record attacks the last mode's network
             r = rec["round"]
             summary = json.loads((folder / f"round{r}" / "evolve-0" / "summary.json").read_text())
             base = base or summary["model"].rsplit("-fooling-class", 1)[0]
             gens = [g for g in summary["first_generation_reaching"] if g >= 0]
             k = len(summary["classes"])
             attacked = base if r == 1 else f"round {r - 1} network"
-            after = (
-                "-"
-                if rec.get("evolution_only")
-                else f"{100 * rec['fooling_rate_before']:.0f} % -> "
-                f"{100 * rec['fooling_rate_after']:.0f} %"
-            )
+            if rec.get("evolution_only"):
+                after = "-"
+            elif mode == "from_scratch":  # "before" is a fresh initialisation: not informative
+                after = f"(fresh network) -> {100 * rec['fooling_rate_after']:.0f} %"
+            else:
+                after = (
+                    f"{100 * rec['fooling_rate_before']:.0f} % -> "
+                    f"{100 * rec['fooling_rate_after']:.0f} %"
+                )
             acc = "-" if rec.get("evolution_only") else f"{100 * rec['test_accuracy']:.2f} %"
             n = "-" if rec.get("evolution_only") else str(rec["fooling_images"])
             lines.append(
-                f"| {folder.name} | {r}{' (evolution only)' if rec.get('evolution_only') else ''} "
+                f"| {folder.name} | {(mode or '-').replace('_', ' ')} "
+                f"| {r}{' (evolution only)' if rec.get('evolution_only') else ''} "
                 f"| {attacked} | {summary['reached']}/{k} | {summary['median_confidence']:.4f} / "
                 f"{summary['min_confidence']:.4f} | "
                 f"{int(np.median(gens)) if gens else '-'} (of {summary['generations']}) | {n} "
@@ -355,12 +361,13 @@ def success_figure(out: str, figure: str) -> None:
             if r["defence"] == "detector":
                 s = s & ~np.asarray(r["flagged"], bool)
             lo, hi = metrics.wilson_interval(int(s.sum()), s.size)
-            labels.append(f"{r['defence']} d{r['pixels']}")
+            strat = "" if r["strategy"] == "fast" else f" {r['strategy']}"
+            labels.append(f"{r['defence']} d{r['pixels']}{strat}")
             rates.append(s.mean())
             errs.append((s.mean() - lo, hi - s.mean()))
         ax.bar(range(len(rates)), rates, yerr=np.array(errs).T, capsize=3)
         ax.set_xticks(range(len(rates)), labels, rotation=60, ha="right", fontsize=8)
-        ax.set_ylabel("attack success (fast preset, Wilson 95 %)")
+        ax.set_ylabel("attack success (fast preset unless named; Wilson 95 %)")
         ax.set_title(path.stem)
     fig.tight_layout()
     Path(figure).parent.mkdir(parents=True, exist_ok=True)

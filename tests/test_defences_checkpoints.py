@@ -18,6 +18,7 @@ DEFENDED = {
     "lenet-mnist-deadpixels": ("lenet-mnist", "dead-pixel augmentation"),
     "lenet-mnist-advtrain": ("lenet-mnist", "one-pixel adversarial training"),
     "lenet-mnist-fooling-class-round3": ("lenet-mnist", "fooling-class retraining"),
+    "lenet-mnist-fooling-class-scratch-round3": ("lenet-mnist", "fooling-class retraining"),
     "allconv-cifar10-fooling-class-round1": ("allconv-cifar10", "fooling-class retraining"),
 }
 
