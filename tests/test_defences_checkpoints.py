@@ -20,6 +20,7 @@ DEFENDED = {
     "lenet-mnist-fooling-class-round3": ("lenet-mnist", "fooling-class retraining"),
     "lenet-mnist-fooling-class-scratch-round3": ("lenet-mnist", "fooling-class retraining"),
     "allconv-cifar10-fooling-class-round1": ("allconv-cifar10", "fooling-class retraining"),
+    "allconv-cifar10-deadpixels": ("allconv-cifar10", "dead-pixel augmentation"),
 }
 
 
