@@ -21,6 +21,7 @@ DEFENDED = {
     "lenet-mnist-fooling-class-scratch-round3": ("lenet-mnist", "fooling-class retraining"),
     "allconv-cifar10-fooling-class-round1": ("allconv-cifar10", "fooling-class retraining"),
     "allconv-cifar10-deadpixels": ("allconv-cifar10", "dead-pixel augmentation"),
+    "allconv-cifar10-advtrain": ("allconv-cifar10", "one-pixel adversarial training"),
 }
 
 
