@@ -138,6 +138,7 @@ class AttackConfig:
         _check_int("stall", self.stall, 0)
         _check_number("stall_eps", self.stall_eps)
         search_lib.check_options(spec, self.options)
+        spec.static_options(self)  # the option values (a bad one fails here, not in the loop)
         if self.batch_size is not None:
             _check_int("batch_size", self.batch_size, 1)
         if self.call_size is not None:
@@ -637,6 +638,17 @@ def _setup(problem: _Problem, static: _Static):
     return space, strategy
 
 
+def _image_hooks(strategy):
+    """``initial(key, params, image)`` and ``init(key, genes, fitness, params, image)`` for
+    every strategy: the image reaches only those that declare ``image_aware``."""
+    if strategy.image_aware:
+        return strategy.initial, strategy.init
+    return (
+        lambda key, params, image: strategy.initial(key, params),
+        lambda key, genes, fitness, params, image: strategy.init(key, genes, fitness, params),
+    )
+
+
 def _queue_length(problem: _Problem) -> jax.Array | int:
     """Images to attack: all of them, or the first ``share.count`` (the rest is padding)."""
     return problem.images.shape[0] if problem.share is None else problem.share.count
@@ -650,9 +662,12 @@ def _initial_state_impl(problem: _Problem, *, target, static) -> LoopState:
     space, strategy = _setup(problem, static)
     keys = jax.vmap(lambda i: jax.random.fold_in(problem.key, i))(jnp.arange(s))
 
+    initial, init = _image_hooks(strategy)
+
     def first_state(k):
-        genes = strategy.initial(k, problem.params)
-        return strategy.init(k, genes, jnp.zeros((p,), jnp.float32), problem.params)
+        image = jnp.zeros(problem.images.shape[1:], jnp.float32)
+        genes = initial(k, problem.params, image)
+        return init(k, genes, jnp.zeros((p,), jnp.float32), problem.params, image)
 
     zeros = lambda tree: jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), tree)  # noqa: E731
     d = space.num_genes
@@ -691,6 +706,7 @@ def _run_loop_impl(st: LoopState, problem: _Problem, *, target, static) -> LoopS
     n, h, w, c = images.shape
     s, p, g = static.slots, static.popsize, static.max_iters
     space, strategy = _setup(problem, static)
+    first_genes, first_state = _image_hooks(strategy)
     objective = make_objective(
         static.targeted, static.objective, static.early_stop, problem.threshold
     )
@@ -748,9 +764,10 @@ def _run_loop_impl(st: LoopState, problem: _Problem, *, target, static) -> LoopS
 
         # 1. ask (initial populations only in the steps where some slot starts an image)
         asked, asked_state = jax.vmap(strategy.ask, in_axes=(0, 0, None))(keys, st.search, params)
+        clean = slot_images.astype(jnp.float32)
         initial = jax.lax.cond(
             jnp.any(fresh),
-            lambda: jax.vmap(strategy.initial, in_axes=(0, None))(keys, params),
+            lambda: jax.vmap(first_genes, in_axes=(0, None, 0))(keys, params, clean),
             lambda: jnp.zeros_like(asked),
         )
         cand = jnp.where(fresh[:, None, None], initial, asked)
@@ -765,7 +782,9 @@ def _run_loop_impl(st: LoopState, problem: _Problem, *, target, static) -> LoopS
         # init only in the steps where some slot starts an image (CMA-ES / JADE init is not free)
         started = jax.lax.cond(
             jnp.any(fresh),
-            lambda: jax.vmap(strategy.init, in_axes=(0, 0, 0, None))(keys, cand, fit, params),
+            lambda: jax.vmap(first_state, in_axes=(0, 0, 0, None, 0))(
+                keys, cand, fit, params, clean
+            ),
             lambda: told,
         )
         search_state = _where_slots(fresh, started, told)
@@ -784,10 +803,6 @@ def _run_loop_impl(st: LoopState, problem: _Problem, *, target, static) -> LoopS
         rnd = st.generation
         history = st.history.at[jnp.arange(s), rnd].set(best_fitness)
         finished = valid & (jnp.any(stop, axis=1) | (rnd == g))
-        if static.stall > 0:  # no gain over the last `stall` generations: give up the image
-            k = static.stall
-            before = jnp.take_along_axis(history, jnp.maximum(rnd - k, 0)[:, None], axis=1)[:, 0]
-            finished = finished | (valid & (rnd >= k) & (before - best_fitness <= static.stall_eps))
         if static.stall > 0:  # no gain over the last `stall` generations: give up the image
             k = static.stall
             before = jnp.take_along_axis(history, jnp.maximum(rnd - k, 0)[:, None], axis=1)[:, 0]

@@ -32,6 +32,10 @@ class Strategy(NamedTuple):
       ask: ``ask(key, state, params) -> (genes (P, D), state)``: the next candidates.
       tell: ``tell(key, genes, fitness, state, params) -> state`` after evaluation.
       default_params: a pytree of traced hyperparameters (changing them does not recompile).
+      image_aware: when ``True``, ``initial`` and ``init`` take one more argument, the clean
+        image ``(H, W, C)`` float32 in pixel space (the attacker's own input: reading it does
+        not query the model), as ``initial(key, params, image)`` and ``init(key, genes,
+        fitness, params, image)``; ``ask`` and ``tell`` keep what they need in the state.
 
     ``key`` is the image's key for the current generation (``fold_in(image_key, g)``); a
     strategy splits it as it needs (``initial`` conventionally draws from ``split(key)[0]``).
@@ -44,6 +48,7 @@ class Strategy(NamedTuple):
     ask: Callable[..., tuple[jax.Array, PyTree]]
     tell: Callable[..., PyTree]
     default_params: PyTree
+    image_aware: bool = False
 
 
 class Target(NamedTuple):

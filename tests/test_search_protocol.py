@@ -1,6 +1,8 @@
 """The common contract of every registered strategy (parametrized over the registry, so a
 new strategy gets these tests for free)."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,13 +14,25 @@ from onepixel_jax.search.base import SearchSpace
 
 NAMES = search.names()
 SPACE = SearchSpace(pixels=2, height=7, width=6, channels=3, popsize=16)
+# the clean image that image-aware strategies (Strategy.image_aware) read in initial / init
+IMAGE = jnp.asarray(np.random.default_rng(0).integers(0, 256, (7, 6, 3)), jnp.float32)
 
 
+@functools.cache
 def build(name):
+    """The strategy and its parameters, built once per name: strategies are pure functions,
+    and one instance lets the tests share what a strategy compiles (evosax's CMA-ES jits its
+    methods per instance)."""
     spec = search.get(name)
     cfg = opj.AttackConfig(strategy=name, pixels=SPACE.pixels, popsize=SPACE.popsize)
     strategy = spec.build(SPACE, **spec.static_options(cfg))
     params = jax.tree_util.tree_map(jnp.float32, spec.params(cfg))
+    if strategy.image_aware:  # the same contract, with the image fixed
+        initial, init = strategy.initial, strategy.init
+        strategy = strategy._replace(
+            initial=lambda key, params: initial(key, params, IMAGE),
+            init=lambda key, genes, fitness, params: init(key, genes, fitness, params, IMAGE),
+        )
     return strategy, params
 
 

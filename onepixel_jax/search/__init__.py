@@ -24,7 +24,7 @@ import dataclasses
 import importlib.util
 
 from .base import SearchSpace, StrategySpec
-from .corner_scan import corner_scan
+from .corner_scan import PROBES, corner_scan
 from .de import DEParams, DEState, differential_evolution
 from .grid_scan import grid_scan
 from .jade import JADEParams, jade
@@ -142,12 +142,13 @@ register(
 register(
     StrategySpec(
         name="corner-scan",
-        build=lambda space: corner_scan(space),
-        static_options=lambda cfg: {},
+        build=lambda space, probe: corner_scan(space, probe),
+        static_options=lambda cfg: {"probe": _probe_option(cfg)},
         params=lambda cfg: (),
         description="every pixel x every colour-cube corner once, most promising pixels first",
         popsize=128,
         budget=PAPER_BUDGET,
+        options=("probe",),
     )
 )
 register(
@@ -162,6 +163,13 @@ register(
         options=("levels",),
     )
 )
+
+
+def _probe_option(cfg) -> str:
+    probe = dict(cfg.options).get("probe", "farthest")
+    if probe not in PROBES:
+        raise ValueError(f"options: probe must be one of {list(PROBES)}, got {probe!r}")
+    return probe
 
 
 def _fast(space: SearchSpace, horizon: int):
