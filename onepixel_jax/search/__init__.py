@@ -34,7 +34,7 @@ from .sparse_rs import sparse_rs
 PAPER_BUDGET = 40_400  # the paper's evaluations per image (400 x 101)
 GRID_BUDGET = 65_536  # 32 x 32 pixels x 4^3 colours: the whole grid of a CIFAR-10 image
 FAST_POPSIZE = 64  # candidates per image and generation of "fast"
-FAST_STALL = 64  # generations without improvement after which "fast" gives up (4,096 queries)
+FAST_STALL = 32  # generations without improvement after which "fast" gives up (2,048 queries)
 
 _REGISTRY: dict[str, StrategySpec] = {}
 
