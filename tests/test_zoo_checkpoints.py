@@ -13,13 +13,12 @@ import pytest
 
 from onepixel_jax import models
 
-KEY = jax.random.PRNGKey(0)
 
-
-def _write_checkpoint(directory, arch="digits-cnn", width=0.25):
-    model = models.create(arch, width=width)
+def _write_checkpoint(zoo_init, directory, arch="digits-cnn", width=0.25):
+    """A randomly initialised checkpoint (the variables are computed once per session: see
+    ``zoo_init`` in conftest.py) with its card, written to ``directory``."""
+    model, variables = zoo_init(arch, width=width)
     shape = models.ARCHITECTURES[arch].input_shape
-    variables = models.init_variables(model, shape, KEY)
     digest = models.save_checkpoint(directory / models.CHECKPOINT_FILE, variables)
     card = {
         "name": directory.name,
@@ -32,8 +31,8 @@ def _write_checkpoint(directory, arch="digits-cnn", width=0.25):
     return model, variables
 
 
-def test_load_returns_probabilities_matching_the_module(tmp_path):
-    model, variables = _write_checkpoint(tmp_path)
+def test_load_returns_probabilities_matching_the_module(zoo_init, tmp_path):
+    model, variables = _write_checkpoint(zoo_init, tmp_path)
     predict_fn, card = models.load(tmp_path)
     assert card["architecture"] == "digits-cnn"
     x = jax.random.uniform(jax.random.PRNGKey(3), (4, 8, 8, 1), minval=0, maxval=255)
@@ -46,8 +45,8 @@ def test_load_returns_probabilities_matching_the_module(tmp_path):
         predict_fn(jnp.zeros((2, 9, 9, 1)))
 
 
-def test_load_checks_sha256(tmp_path):
-    _write_checkpoint(tmp_path)
+def test_load_checks_sha256(zoo_init, tmp_path):
+    _write_checkpoint(zoo_init, tmp_path)
     path = tmp_path / models.CHECKPOINT_FILE
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
@@ -60,8 +59,8 @@ def test_load_checks_sha256(tmp_path):
         models.load(tmp_path)
 
 
-def test_load_rejects_checkpoint_of_another_architecture(tmp_path):
-    _write_checkpoint(tmp_path, width=0.25)
+def test_load_rejects_checkpoint_of_another_architecture(zoo_init, tmp_path):
+    _write_checkpoint(zoo_init, tmp_path, width=0.25)
     card = json.loads((tmp_path / models.CARD_FILE).read_text())
     card["model_kwargs"]["width"] = 0.5
     (tmp_path / models.CARD_FILE).write_text(json.dumps(card))
@@ -82,8 +81,8 @@ def test_unknown_name_lists_known_checkpoints():
 # The typed model card
 
 
-def test_card_is_typed_and_reads_as_its_json(tmp_path):
-    _write_checkpoint(tmp_path)
+def test_card_is_typed_and_reads_as_its_json(zoo_init, tmp_path):
+    _write_checkpoint(zoo_init, tmp_path)
     _, card = models.load(tmp_path)
     assert isinstance(card, models.ModelCard)
     assert card.architecture == "digits-cnn" and card.input_shape == (8, 8, 1)
@@ -113,8 +112,8 @@ def test_card_is_typed_and_reads_as_its_json(tmp_path):
         ({"model_kwargs": {"depth": 3}}, "'model_kwargs' does not fit"),
     ],
 )
-def test_bad_card_names_the_file_and_the_field(tmp_path, change, needle):
-    _write_checkpoint(tmp_path)
+def test_bad_card_names_the_file_and_the_field(zoo_init, tmp_path, change, needle):
+    _write_checkpoint(zoo_init, tmp_path)
     path = tmp_path / models.CARD_FILE
     card = json.loads(path.read_text())
     for key, value in change.items():
@@ -130,16 +129,15 @@ def test_bad_card_names_the_file_and_the_field(tmp_path, change, needle):
 
 
 @pytest.mark.parametrize("text", ["[1, 2]", "{not json", ""])
-def test_card_that_is_not_a_json_object(tmp_path, text):
-    _write_checkpoint(tmp_path)
+def test_card_that_is_not_a_json_object(zoo_init, tmp_path, text):
+    _write_checkpoint(zoo_init, tmp_path)
     (tmp_path / models.CARD_FILE).write_text(text)
     with pytest.raises(models.CardError, match="model card .*card.json"):
         models.load(tmp_path)
 
 
-def test_load_variables_keeps_batch_stats(tmp_path):
-    model = models.create("digits-cnn", width=0.25, batch_norm=True)
-    variables = models.init_variables(model, (8, 8, 1), KEY)
+def test_load_variables_keeps_batch_stats(zoo_init, tmp_path):
+    _, variables = zoo_init("digits-cnn", width=0.25, batch_norm=True)
     digest = models.save_checkpoint(tmp_path / models.CHECKPOINT_FILE, variables)
     card = {
         "architecture": "digits-cnn",

@@ -62,10 +62,14 @@ def test_config_rejects_bad_values(kwargs, match):
         train.TrainConfig(**kwargs)
 
 
-def _bn_state(seed: int = 0):
+@pytest.fixture(scope="module")
+def bn_state(zoo_init):
+    """A batch-norm DigitsCNN train state and its module, built once for the module: the
+    optimizer is a static part of the compiled steps, so sharing one state lets the step
+    tests share their compilations (states are immutable; each test replaces what it
+    changes)."""
     cfg = train.TrainConfig(model="digits-cnn", dataset="digits", width=0.25, batch_norm=True)
-    model = models.create("digits-cnn", width=0.25, batch_norm=True)
-    variables = models.init_variables(model, (8, 8, 1), jax.random.PRNGKey(seed))
+    model, variables = zoo_init("digits-cnn", width=0.25, batch_norm=True)
     return train.create_train_state(model, variables, cfg, jax.random.PRNGKey(1)), model
 
 
@@ -77,8 +81,8 @@ def _batch(n: int = 16, seed: int = 0) -> dict:
     }
 
 
-def test_train_step_updates_params_and_batch_stats_same_under_jit():
-    state, _ = _bn_state()
+def test_train_step_updates_params_and_batch_stats_same_under_jit(bn_state):
+    state, _ = bn_state
     state = state.replace(learning_rate=jnp.float32(0.1))
     batch = _batch()
     eager, metrics = train.train_step(state, batch)
@@ -100,8 +104,8 @@ def test_train_step_updates_params_and_batch_stats_same_under_jit():
     )
 
 
-def test_eval_step_matches_the_module_and_honours_the_mask():
-    state, model = _bn_state()
+def test_eval_step_matches_the_module_and_honours_the_mask(bn_state):
+    state, model = bn_state
     batch = _batch(8, seed=2)
     logits = model.apply(state.variables(), jnp.asarray(batch["image"], jnp.float32))
     want = np.argmax(np.asarray(logits), -1)
@@ -115,8 +119,8 @@ def test_eval_step_matches_the_module_and_honours_the_mask():
     assert acc == pytest.approx(np.mean(want == batch["label"]))
 
 
-def test_steps_compile_once_for_many_steps():
-    state, _ = _bn_state()
+def test_steps_compile_once_for_many_steps(bn_state):
+    state, _ = bn_state
     batch = _batch()
     state, _ = train.jit_train_step(state, batch)  # compile
     before = train.jit_train_step._cache_size()
