@@ -2,7 +2,6 @@
 
 import json
 
-import jax
 import numpy as np
 import pytest
 
@@ -11,11 +10,10 @@ from onepixel_jax.cli import main
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
+def tiny_model(tmp_path_factory, zoo_init):
     """A random DigitsCNN (8x8x1, 10 classes) saved as a checkpoint directory with a card."""
     directory = tmp_path_factory.mktemp("tiny-digits")
-    module = models.create("digits-cnn", width=0.25)
-    variables = models.init_variables(module, (8, 8, 1), jax.random.PRNGKey(0))
+    _, variables = zoo_init("digits-cnn", width=0.25)
     sha = models.save_checkpoint(directory / models.CHECKPOINT_FILE, variables)
     card = {
         "name": "tiny-digits",

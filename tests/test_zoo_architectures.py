@@ -154,9 +154,8 @@ def test_output_shape_in_inference_mode(arch, width):
     np.testing.assert_allclose(apply(variables, other)[0], logits[0], rtol=1e-4, atol=1e-4)
 
 
-def test_jit_matches_eager():
-    model = models.create("digits-cnn", width=0.25, batch_norm=True)
-    variables = models.init_variables(model, (8, 8, 1), KEY)
+def test_jit_matches_eager(zoo_init):
+    model, variables = zoo_init("digits-cnn", width=0.25, batch_norm=True)
     x = jax.random.uniform(jax.random.PRNGKey(1), (2, 8, 8, 1), minval=0, maxval=255)
     np.testing.assert_allclose(
         model.apply(variables, x), jax.jit(model.apply)(variables, x), rtol=1e-5, atol=1e-5
