@@ -354,21 +354,24 @@ def success_figure(out: str, figure: str) -> None:
     for ax, path in zip(axes[0], paths, strict=True):
         recs = _done(path)
         labels, rates, errs = [], [], []
-        for key, r in recs.items():
-            if key == "clean":
-                continue
+        cells = sorted(
+            (r for key, r in recs.items() if key != "clean"),
+            key=lambda r: (r["strategy"] != "fast", r["pixels"]),
+        )
+        for r in cells:
             s = np.asarray(r["success"], bool)
             if r["defence"] == "detector":
                 s = s & ~np.asarray(r["flagged"], bool)
             lo, hi = metrics.wilson_interval(int(s.sum()), s.size)
             strat = "" if r["strategy"] == "fast" else f" {r['strategy']}"
-            labels.append(f"{r['defence']} d{r['pixels']}{strat}")
+            name = r["defence"].removeprefix(f"{path.stem}-")  # trained: the defence's name
+            labels.append(f"{name} d{r['pixels']}{strat}")
             rates.append(s.mean())
             errs.append((s.mean() - lo, hi - s.mean()))
         ax.bar(range(len(rates)), rates, yerr=np.array(errs).T, capsize=3)
         ax.set_xticks(range(len(rates)), labels, rotation=60, ha="right", fontsize=8)
-        ax.set_ylabel("attack success (fast preset unless named; Wilson 95 %)")
-        ax.set_title(path.stem)
+        ax.set_ylabel("attack success (Wilson 95 %)")
+        ax.set_title(f"{path.stem} (fast preset unless 'paper')")
     fig.tight_layout()
     Path(figure).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(figure, dpi=110)
