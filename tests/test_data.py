@@ -310,37 +310,64 @@ socket.socket.connect = refuse
 socket.create_connection = refuse
 socket.getaddrinfo = refuse
 from onepixel_jax import data
-start = time.perf_counter()
-try:
-    data.load(sys.argv[1], "test", data_dir=sys.argv[2])
-except data.DataNotFoundError as err:
-    print("ERROR", err)
-print("SECONDS", time.perf_counter() - start)
-print("TENSORFLOW", "tensorflow" in sys.modules)
+for case, name, target in zip(sys.argv[1::3], sys.argv[2::3], sys.argv[3::3]):
+    start = time.perf_counter()
+    try:
+        data.load(name, "test", data_dir=target)
+    except data.DataNotFoundError as err:
+        print(case, "ERROR", err)
+    print(case, "SECONDS", time.perf_counter() - start)
+    print(case, "TENSORFLOW", "tensorflow" in sys.modules)
 """
+MISSING_NAMES = ("mnist", "cifar10")
+MISSING_KINDS = ("missing", "empty", "empty-subfolder")
 
 
-@pytest.mark.parametrize("name", ["mnist", "cifar10"])
-@pytest.mark.parametrize("kind", ["missing", "empty", "empty-subfolder"])
-def test_missing_data_is_one_line_without_network_or_tensorflow(tmp_path, name, kind):
-    """No data and no download=True: a DataNotFoundError at once, whatever extras are
-    installed (tensorflow-datasets is, in the test environment), and no tensorflow import."""
-    target = tmp_path / "data"
-    if kind != "missing":
-        target.mkdir()
-    if kind == "empty-subfolder":
-        (target / name).mkdir()
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "JAX_PLATFORMS": "cpu"}
+@pytest.fixture(scope="module")
+def missing_data_runs(tmp_path_factory) -> dict[str, tuple[Path, dict[str, str]]]:
+    """``{"kind-name": (data dir, {"ERROR"|"SECONDS"|"TENSORFLOW": printed value})}``: every
+    case loaded in turn by one fresh interpreter with the network refused (one process
+    start instead of one per case; a tensorflow import by any case shows in every later
+    one)."""
+    root = tmp_path_factory.mktemp("missing")
+    argv, targets = [], {}
+    for kind in MISSING_KINDS:
+        for name in MISSING_NAMES:
+            case = f"{kind}-{name}"
+            target = root / case / "data"
+            (root / case).mkdir()
+            if kind != "missing":
+                target.mkdir()
+            if kind == "empty-subfolder":
+                (target / name).mkdir()
+            argv += [case, name, str(target)]
+            targets[case] = target
+    env = {**os.environ, "XDG_CACHE_HOME": str(root / "cache"), "JAX_PLATFORMS": "cpu"}
     env.pop(data.ENV_VAR, None)
     out = subprocess.run(
-        [sys.executable, "-c", _NO_NETWORK, name, str(target)],
+        [sys.executable, "-c", _NO_NETWORK, *argv],
         capture_output=True,
         text=True,
         env=env,
         timeout=120,
         check=True,
     ).stdout
-    lines = dict(line.split(" ", 1) for line in out.splitlines())
+    lines: dict[str, dict[str, str]] = {case: {} for case in targets}
+    for line in out.splitlines():
+        case, field, value = (line.split(" ", 2) + ["", ""])[:3]
+        assert case in lines, f"unexpected output line (a message over several lines?): {line!r}"
+        lines[case][field] = value
+    return {case: (targets[case], lines[case]) for case in targets}
+
+
+@pytest.mark.parametrize("name", MISSING_NAMES)
+@pytest.mark.parametrize("kind", MISSING_KINDS)
+def test_missing_data_is_one_line_without_network_or_tensorflow(missing_data_runs, name, kind):
+    """No data and no download=True: a DataNotFoundError at once, whatever extras are
+    installed (tensorflow-datasets is, in the test environment), and no tensorflow import.
+    The cases share one subprocess (``missing_data_runs``), so only the first pays the
+    interpreter's first data import within its 5 seconds."""
+    target, lines = missing_data_runs[f"{kind}-{name}"]
     message = lines["ERROR"]
     assert str(target / name) in message
     assert "ONEPIXEL_DATA_DIR" in message and "download=True" in message
