@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from onepixel_jax.cli import build_parser, demo
+from onepixel_jax.cli import build_parser, demo, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,8 +33,14 @@ def test_demo_config_is_the_paper_setting_one_image_per_call():
     assert (args.n_images, args.popsize, args.max_iters, args.out) == (8, 400, 100, None)
 
 
-def test_demo_from_a_data_less_directory_uses_digits_and_reuses_the_run(tmp_path):
-    """A fresh directory, no data anywhere the demo is told to look, and the cache empty."""
+def test_demo_from_a_data_less_directory_uses_digits_and_reuses_the_run(
+    tmp_path, monkeypatch, capsys
+):
+    """A fresh directory, no data anywhere the demo is told to look, and the cache empty.
+
+    The first run is the console entry point in a fresh interpreter; the second, which only
+    finds the finished run, calls the same ``main`` in this process (same arguments,
+    environment and working directory)."""
     empty = tmp_path / "no-data"
     empty.mkdir()
     env = dict(
@@ -44,10 +50,10 @@ def test_demo_from_a_data_less_directory_uses_digits_and_reuses_the_run(tmp_path
         JAX_PLATFORMS="cpu",
         PYTHONPATH=str(ROOT),
     )
-    cmd = [
-        sys.executable, "-m", "onepixel_jax.cli", "demo", "--n-images", "2", "--popsize", "8",
-        "--max-iters", "2", "--data-dir", str(empty),
+    argv = [
+        "demo", "--n-images", "2", "--popsize", "8", "--max-iters", "2", "--data-dir", str(empty),
     ]  # fmt: skip
+    cmd = [sys.executable, "-m", "onepixel_jax.cli", *argv]
     first = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     lines = first.stdout.strip().splitlines()
@@ -58,8 +64,13 @@ def test_demo_from_a_data_less_directory_uses_digits_and_reuses_the_run(tmp_path
     assert "Traceback" not in first.stderr
     # A second run reuses the finished run and says so; nothing is attacked again.
     before = (out / "results.jsonl").read_bytes()
-    second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert second.returncode == 0, second.stderr
-    assert "reused the finished run in runs/demo-digits-cnn" in second.stdout
-    assert second.stdout.strip().splitlines()[-1].startswith("report: ")
+    monkeypatch.chdir(tmp_path)
+    for name in ("ONEPIXEL_DATA_DIR", "XDG_CACHE_HOME"):
+        monkeypatch.setenv(name, str(empty))
+    capsys.readouterr()
+    assert main(argv) == 0
+    second = capsys.readouterr()
+    assert "reused the finished run in runs/demo-digits-cnn" in second.out
+    assert second.out.strip().splitlines()[-1].startswith("report: ")
+    assert "Traceback" not in second.err
     assert (out / "results.jsonl").read_bytes() == before

@@ -376,6 +376,8 @@ def test_a_numpy_predict_fn_gets_one_line_pointing_to_the_adapters():
 
 def test_warns_when_most_images_are_already_misclassified():
     images01 = grey_images(4).astype(np.float32) / 255.0  # the wrong pixel scale
-    cfg = opj.AttackConfig(popsize=8, max_iters=1)
+    # the warning comes before the loop; the settings (and the image count) of
+    # test_untargeted_finds_the_red_pixel_near_known_location reuse its compiled loop
+    cfg = opj.AttackConfig(pixels=1, popsize=60, max_iters=40)
     with pytest.warns(UserWarning, match=r"100% of the 4 images.*\[0, 1\]"):
         opj.attack(jax.random.key(0), red_needle_model, images01, np.ones(4, int), cfg)
