@@ -14,17 +14,22 @@ from onepixel_jax import data, models
 from onepixel_jax.defences import fooling_class as fc
 
 
-def _variables(num_classes: int, arch: str = "allconv", seed: int = 0) -> dict:
-    model = models.create(arch, width=0.125, batch_norm=True, num_classes=num_classes)
-    shape = models.ARCHITECTURES[arch].input_shape
-    return models.init_variables(model, shape, jax.random.PRNGKey(seed))
+@pytest.fixture(scope="module")
+def head(zoo_init):
+    """``head(num_classes, arch="allconv", seed=0) -> (module, variables)``: a small BN zoo
+    network (width 0.125), initialised once per argument set for the session (``zoo_init``)."""
+
+    def make(num_classes: int, arch: str = "allconv", seed: int = 0):
+        return zoo_init(arch, seed=seed, width=0.125, batch_norm=True, num_classes=num_classes)
+
+    return make
 
 
 @pytest.mark.parametrize("arch", ["allconv", "nin", "lenet"])
-def test_extend_head_keeps_old_outputs_and_adds_new_ones(arch):
+def test_extend_head_keeps_old_outputs_and_adds_new_ones(arch, head):
     """AllConv and NiN end in a 1x1 convolution, LeNet in a Dense layer; BN stats are kept."""
-    old = _variables(10, arch, seed=0)
-    template = _variables(11, arch, seed=1)
+    m10, old = head(10, arch, seed=0)
+    m11, template = head(11, arch, seed=1)
     new = fc.extend_head(old, template)
     paths_old = dict(jax.tree_util.tree_leaves_with_path(old))
     grown = 0
@@ -42,18 +47,21 @@ def test_extend_head_keeps_old_outputs_and_adds_new_ones(arch):
     # the extended network gives the old logits on the first K outputs
     shape = models.ARCHITECTURES[arch].input_shape
     x = jax.random.uniform(jax.random.PRNGKey(3), (2, *shape), maxval=255.0)
-    m10 = models.create(arch, width=0.125, batch_norm=True, num_classes=10)
-    m11 = models.create(arch, width=0.125, batch_norm=True, num_classes=11)
     np.testing.assert_allclose(m11.apply(new, x)[:, :10], m10.apply(old, x), rtol=1e-5, atol=1e-5)
 
 
-def test_extend_head_rejects_other_mismatches():
+def test_extend_head_rejects_other_mismatches(head):
+    """The networks of the test above (initialised once): 11 outputs cannot shrink into 10,
+    10 into 10 has no new output, AllConv's layers are not LeNet's."""
+    _, v10 = head(10, seed=0)
+    _, v11 = head(11, seed=1)
+    _, lenet11 = head(11, "lenet", seed=1)
     with pytest.raises(ValueError, match="cannot grow"):
-        fc.extend_head(_variables(10), _variables(9))
+        fc.extend_head(v11, v10)
     with pytest.raises(ValueError, match="no wider output"):
-        fc.extend_head(_variables(10), _variables(10, seed=1))
+        fc.extend_head(v10, v10)
     with pytest.raises(ValueError, match="same layers"):
-        fc.extend_head(_variables(10, "allconv"), _variables(11, "lenet"))
+        fc.extend_head(v10, lenet11)
 
 
 @pytest.mark.parametrize(
