@@ -63,6 +63,7 @@ METHODS: dict[str, dict] = {
     # with stall 32, then 64 with stall 64; both scanned corners in the random order at d = 1
     # (corner-scan-random), which the corner-scan options reproduce exactly
     "fast-p128": dict(strategy="fast", popsize=128, max_iters=314, stall=32),
+    "fast-p64-stall32": dict(strategy="fast", popsize=64, max_iters=630, stall=32),  # d > 1
     "fast-p64-random": dict(
         strategy="corner-scan", popsize=64, max_iters=630, stall=64, options=(("probe", "random"),)
     ),

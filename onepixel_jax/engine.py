@@ -134,7 +134,8 @@ class AttackConfig:
             object.__setattr__(self, "max_iters", iters)
         _check_int("max_iters", self.max_iters, 0)
         if self.stall is None:
-            object.__setattr__(self, "stall", spec.stall)
+            stall = spec.stall(self) if callable(spec.stall) else spec.stall
+            object.__setattr__(self, "stall", stall)
         _check_int("stall", self.stall, 0)
         _check_number("stall_eps", self.stall_eps)
         search_lib.check_options(spec, self.options)

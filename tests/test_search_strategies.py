@@ -222,6 +222,7 @@ def test_config_defaults_and_errors():
     assert (opj.AttackConfig().popsize, opj.AttackConfig().max_iters) == (400, 100)
     fast = opj.AttackConfig(strategy="fast")
     assert fast.budget <= 40_400 and fast.popsize == 64 and fast.stall == 32
+    assert opj.AttackConfig(strategy="fast", pixels=3).stall == 64  # Sparse-RS: longer
     assert opj.AttackConfig(strategy="jade", popsize=200).budget == 40_400
     with pytest.raises(ValueError, match="options: strategy 'de' has no option 'levels'"):
         opj.AttackConfig(options=(("levels", 3),))

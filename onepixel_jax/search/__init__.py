@@ -34,7 +34,10 @@ from .sparse_rs import sparse_rs
 PAPER_BUDGET = 40_400  # the paper's evaluations per image (400 x 101)
 GRID_BUDGET = 65_536  # 32 x 32 pixels x 4^3 colours: the whole grid of a CIFAR-10 image
 FAST_POPSIZE = 64  # candidates per image and generation of "fast"
-FAST_STALL = 32  # generations without improvement after which "fast" gives up (2,048 queries)
+# generations without improvement after which "fast" gives up: the corner scan at d = 1 (2,048
+# queries), Sparse-RS at d > 1 (4,096: its chains improve in later, rarer steps)
+FAST_STALL = 32
+FAST_STALL_SPARSE = 64
 
 _REGISTRY: dict[str, StrategySpec] = {}
 
@@ -185,7 +188,7 @@ register(
         description="the measured fast preset: corner scan at d=1, Sparse-RS at d>1, stall rule",
         popsize=FAST_POPSIZE,
         budget=PAPER_BUDGET,
-        stall=FAST_STALL,
+        stall=lambda cfg: FAST_STALL if cfg.pixels == 1 else FAST_STALL_SPARSE,
     )
 )
 

@@ -67,7 +67,8 @@ class StrategySpec:
       popsize: the population used when the config leaves ``popsize`` unset.
       budget: evaluations per image when the config leaves ``max_iters`` unset (as many
         generations as fit); ``None``: 100 generations (the paper's).
-      stall: the stall rule used when the config leaves ``stall`` unset (``0``: off).
+      stall: the stall rule used when the config leaves ``stall`` unset (``0``: off); an int,
+        or ``stall(cfg) -> int`` where it depends on the config (``fast``: on ``pixels``).
       options: the names of the strategy's static options (``AttackConfig.options``).
     """
 
@@ -79,5 +80,5 @@ class StrategySpec:
     min_popsize: int = 1
     popsize: int = 400
     budget: int | None = None
-    stall: int = 0
+    stall: int | Callable[[Any], int] = 0
     options: tuple[str, ...] = ()
