@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -15,12 +16,20 @@ from onepixel_jax.defences import fooling_class as fc
 
 
 @pytest.fixture(scope="module")
-def head(zoo_init):
+def head():
     """``head(num_classes, arch="allconv", seed=0) -> (module, variables)``: a small BN zoo
-    network (width 0.125), initialised once per argument set for the session (``zoo_init``)."""
+    network (width 0.125), initialised once per argument set for the module. ``module.init``
+    is called as ``models.init_variables`` calls it, but eagerly: that jits a fresh function
+    per call, so each network compiles its whole random initialisation (15-30 s on a loaded
+    two-core CPU); eager primitives compile once per shape, mostly shared by the 10- and
+    11-output networks."""
 
+    @functools.cache
     def make(num_classes: int, arch: str = "allconv", seed: int = 0):
-        return zoo_init(arch, seed=seed, width=0.125, batch_norm=True, num_classes=num_classes)
+        module = models.create(arch, width=0.125, batch_norm=True, num_classes=num_classes)
+        x = jnp.zeros((1, *models.ARCHITECTURES[arch].input_shape), jnp.float32)
+        key = jax.random.PRNGKey(seed)
+        return module, dict(module.init({"params": key, "dropout": key}, x, train=False))
 
     return make
 
