@@ -226,3 +226,24 @@ def test_select_auto_on_off():
         incremental.select(lambda b: b, 1, True)
     with pytest.raises(TypeError, match="incremental"):
         opj.AttackConfig(incremental="yes")
+
+
+def test_chunks_split_the_candidates_without_changing_results():
+    """One chain, three uneven chains, more chains than candidates: the same probabilities
+    (within float rounding), in the candidates' order."""
+    predict_fn, card = opj.models.load("digits-cnn")
+    net = incremental._network_of(predict_fn)
+    images = _probs_images(card.input_shape, 4)
+    rng = np.random.default_rng(5)
+    h, w, c = card.input_shape
+    pix = jnp.asarray(np.stack([_candidates(rng, h, w, c, 3, 7, borders=False) for _ in range(2)]))
+    outs = []
+    for chunks in (1, 3, 16):
+        target = incremental.incremental_target(net, chunks=chunks)
+        outs.append(np.asarray(jax.jit(target.evaluate)(target.prepare(images), images, pix)))
+    assert outs[0].shape == (2, 7, 10)
+    for other in outs[1:]:
+        np.testing.assert_allclose(other, outs[0], rtol=0, atol=TOL)
+    assert incremental.default_chunks() >= 1
+    with pytest.raises(ValueError, match="chunks"):
+        incremental.incremental_target(net, chunks=0)
