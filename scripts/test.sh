@@ -7,5 +7,13 @@ echo "[test] ruff check"
 ruff check .
 echo "[test] ruff format --check"
 ruff format --check .
-echo "[test] pytest"
-python -m pytest -q --durations=30 "$@"
+# One pytest worker per core (at most 4), each test file on one worker (module fixtures are
+# built once): most of the suite's time is XLA compilation, which runs on one thread per
+# process. ONEPIXEL_TEST_WORKERS=0 runs in one process.
+WORKERS="${ONEPIXEL_TEST_WORKERS:-$(python -c 'import os; print(min(4, len(os.sched_getaffinity(0))))')}"
+echo "[test] pytest ($WORKERS workers)"
+if [ "$WORKERS" -gt 1 ]; then
+  python -m pytest -q -n "$WORKERS" --dist loadfile --durations=30 "$@"
+else
+  python -m pytest -q --durations=30 "$@"
+fi

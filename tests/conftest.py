@@ -1,10 +1,21 @@
+import atexit
 import functools
 import os
+import shutil
+import tempfile
 
 import pytest
 
 # Tests run on the CPU; keep XLA from grabbing every core's worth of threads per process.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+# A persistent compilation cache for this test process and the subprocesses its tests start
+# (CLI runs, sharded and multi-process sweeps compile the programs the test process compiled
+# already): a fresh directory per process, removed at exit, so no state outlives the run.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="onepixel-tests-jax-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 
 @functools.cache

@@ -236,14 +236,14 @@ def test_chunks_split_the_candidates_without_changing_results():
     images = _probs_images(card.input_shape, 4)
     rng = np.random.default_rng(5)
     h, w, c = card.input_shape
-    pix = jnp.asarray(np.stack([_candidates(rng, h, w, c, 3, 7, borders=False) for _ in range(2)]))
-    outs = []
-    for chunks in (1, 3, 16):
+    pix = jnp.asarray(np.stack([_candidates(rng, h, w, c, 2, 7, borders=False) for _ in range(2)]))
+    outs = {}
+    for chunks, p in ((1, pix), (3, pix), (5, pix[:, :2])):
         target = incremental.incremental_target(net, chunks=chunks)
-        outs.append(np.asarray(jax.jit(target.evaluate)(target.prepare(images), images, pix)))
-    assert outs[0].shape == (2, 7, 10)
-    for other in outs[1:]:
-        np.testing.assert_allclose(other, outs[0], rtol=0, atol=TOL)
+        outs[chunks] = np.asarray(jax.jit(target.evaluate)(target.prepare(images), images, p))
+    assert outs[1].shape == (2, 7, 10) and outs[5].shape == (2, 2, 10)
+    np.testing.assert_allclose(outs[3], outs[1], rtol=0, atol=TOL)
+    np.testing.assert_allclose(outs[5], outs[1][:, :2], rtol=0, atol=TOL)
     assert incremental.default_chunks() >= 1
     with pytest.raises(ValueError, match="chunks"):
         incremental.incremental_target(net, chunks=0)
