@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "onepixel_jax.cli.models",
     "onepixel_jax.cli.train",
     "onepixel_jax.cli.fool",
+    "onepixel_jax.cli.defend",
 )
 
 

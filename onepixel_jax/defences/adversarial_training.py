@@ -21,12 +21,12 @@ scratch with dead pixels is ``onepixel train --dead-pixel-rate``). The result is
 folder with its card (``"defence"`` says how it was trained), loadable by name once under
 ``models/``.
 
-Script: ``python -m onepixel_jax.defences.adversarial_training --model lenet-mnist --out DIR``.
+Command line: ``onepixel defend fine-tune --model lenet-mnist --out DIR``
+(``python -m onepixel_jax.defences.adversarial_training`` runs the same command).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 from collections.abc import Callable
@@ -46,7 +46,7 @@ from onepixel_jax.zoo import training
 
 from . import dead_pixels as dead_lib
 
-__all__ = ["AdversarialTrainingConfig", "adversarial_examples", "adversarial_fine_tune", "main"]
+__all__ = ["AdversarialTrainingConfig", "adversarial_examples", "adversarial_fine_tune"]
 
 EPOCHS_FILE = "epochs.jsonl"
 
@@ -283,61 +283,9 @@ def _config_dict(config: AdversarialTrainingConfig) -> dict[str, Any]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m onepixel_jax.defences.adversarial_training``."""
-    d = AdversarialTrainingConfig(model="x")
-    p = argparse.ArgumentParser(
-        prog="python -m onepixel_jax.defences.adversarial_training",
-        description="Fine-tune a checkpoint with one-pixel adversarial examples / dead pixels.",
-    )
-    p.add_argument("--model", default="lenet-mnist")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--attack-images", type=int, default=d.attack_images)
-    p.add_argument("--adversarial-share", type=float, default=d.adversarial_share)
-    p.add_argument("--attack-strategy", default=d.attack.strategy)
-    p.add_argument("--attack-popsize", type=int, default=d.attack.popsize)
-    p.add_argument("--attack-iters", type=int, default=d.attack.max_iters)
-    p.add_argument("--attack-pixels", type=int, default=d.attack.pixels)
-    p.add_argument("--dead-pixel-rate", type=float, default=0.0)
-    p.add_argument("--dead-pixels", type=int, default=1)
-    p.add_argument("--dead-pixel-colours", default="random", choices=dead_lib.COLOURS)
-    p.add_argument("--lr", type=float, default=d.learning_rate)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--train-limit", type=int, default=None)
-    p.add_argument("--eval-limit", type=int, default=None)
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--name", default=None)
-    p.add_argument("--out", required=True)
-    args = p.parse_args(argv)
-    try:
-        config = AdversarialTrainingConfig(
-            model=args.model,
-            epochs=args.epochs,
-            attack_images=args.attack_images,
-            adversarial_share=args.adversarial_share,
-            attack=AttackConfig(
-                pixels=args.attack_pixels,
-                strategy=args.attack_strategy,
-                popsize=args.attack_popsize,
-                max_iters=args.attack_iters,
-                early_stop="success",
-            ),
-            dead_pixel_rate=args.dead_pixel_rate,
-            dead_pixels=args.dead_pixels,
-            dead_pixel_colours=args.dead_pixel_colours,
-            batch_size=args.batch_size,
-            learning_rate=args.lr,
-            train_limit=args.train_limit,
-            eval_limit=args.eval_limit,
-            data_dir=args.data_dir,
-            seed=args.seed,
-        )
-        adversarial_fine_tune(config, args.out, name=args.name)
-    except (ValueError, TypeError, OSError) as err:
-        p.exit(2, f"{p.prog}: error: {err}\n")
-    return 0
+if __name__ == "__main__":  # the old script name: onepixel defend fine-tune
+    import sys
 
+    from onepixel_jax.cli import main
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main(["defend", "fine-tune", *sys.argv[1:]]))

@@ -20,12 +20,12 @@ One round:
 With ``final_evolution`` the last network is attacked once more, to show whether new fooling
 images still appear. Every round appends one record to ``rounds.jsonl`` in the work folder.
 
-Script: ``python -m onepixel_jax.defences.fooling_class --model lenet-mnist --rounds 3 --out DIR``.
+Command line: ``onepixel defend fooling-class --model lenet-mnist --rounds 3 --out DIR``
+(``python -m onepixel_jax.defences.fooling_class`` runs the same command).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
@@ -50,7 +50,6 @@ __all__ = [
     "FoolingClassConfig",
     "extend_head",
     "fooling_class_rate",
-    "main",
     "retrain_with_fooling_class",
 ]
 
@@ -381,59 +380,9 @@ def retrain_with_fooling_class(
     return records
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m onepixel_jax.defences.fooling_class``: the rounds from the command line."""
-    d = {f.name: f.default for f in dataclasses.fields(FoolingClassConfig)}
-    p = argparse.ArgumentParser(
-        prog="python -m onepixel_jax.defences.fooling_class",
-        description="Retraining rounds with an extra fooling class.",
-    )
-    p.add_argument("--model", default="lenet-mnist", help="checkpoint name or folder")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--mode", default=d["mode"], choices=MODES)
-    p.add_argument("--encoding", default=d["encoding"], choices=ENCODINGS)
-    p.add_argument("--generations", type=int, default=d["generations"])
-    p.add_argument("--popsize", type=int, default=d["popsize"])
-    p.add_argument("--runs-per-round", type=int, default=d["runs_per_round"])
-    p.add_argument("--fooling-examples", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=d["epochs"])
-    p.add_argument("--batch-size", type=int, default=d["batch_size"])
-    p.add_argument("--lr", type=float, default=d["learning_rate"])
-    p.add_argument("--warmup-epochs", type=float, default=d["warmup_epochs"])
-    p.add_argument("--train-limit", type=int, default=None)
-    p.add_argument("--eval-limit", type=int, default=None)
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--download", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-final-evolution", dest="final_evolution", action="store_false")
-    p.add_argument("--out", required=True)
-    args = p.parse_args(argv)
-    try:
-        config = FoolingClassConfig(
-            model=args.model,
-            rounds=args.rounds,
-            mode=args.mode,
-            encoding=args.encoding,
-            generations=args.generations,
-            popsize=args.popsize,
-            runs_per_round=args.runs_per_round,
-            fooling_examples=args.fooling_examples,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            learning_rate=args.lr,
-            warmup_epochs=args.warmup_epochs,
-            train_limit=args.train_limit,
-            eval_limit=args.eval_limit,
-            data_dir=args.data_dir,
-            download=args.download,
-            seed=args.seed,
-            final_evolution=args.final_evolution,
-        )
-        retrain_with_fooling_class(config, args.out)
-    except (ValueError, TypeError, OSError) as err:
-        p.exit(2, f"{p.prog}: error: {err}\n")
-    return 0
+if __name__ == "__main__":  # the old script name: onepixel defend fooling-class
+    import sys
 
+    from onepixel_jax.cli import main
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main(["defend", "fooling-class", *sys.argv[1:]]))
