@@ -101,7 +101,7 @@ def _cifar_or_fail():
 def test_retraining_on_a_batch_norm_checkpoint_end_to_end(tmp_path):
     """allconv-cifar10 has BatchNorm: one fine-tune round with a tiny budget runs, the net
     gets K + 1 outputs, its BN statistics move, and the fooling class is predicted for the
-    fooling images more often after the retraining than before."""
+    fooling images more often, and with a higher probability, after the retraining."""
     _cifar_or_fail()
     config = fc.FoolingClassConfig(
         model="allconv-cifar10",
@@ -112,7 +112,7 @@ def test_retraining_on_a_batch_norm_checkpoint_end_to_end(tmp_path):
         chunk=3,
         epochs=4,
         batch_size=16,
-        learning_rate=0.05,
+        learning_rate=0.01,
         fooling_examples=32,
         train_limit=32,
         eval_limit=32,
@@ -123,7 +123,10 @@ def test_retraining_on_a_batch_norm_checkpoint_end_to_end(tmp_path):
     first, final = records
     assert first["round"] == 1 and first["mode"] == "fine_tune"
     assert first["fooling_images"] == 10 and first["fooling_examples"] == 32
-    assert first["fooling_rate_after"] > first["fooling_rate_before"]
+    # 16 steps at lr 0.01 (one core: 0 -> 80 % of the fooling images, mean probability
+    # 0.02 -> 0.31; at lr 0.05 the network was wrecked, 34 % clean accuracy)
+    assert first["fooling_rate_after"] > first["fooling_rate_before"] + 0.3
+    assert first["fooling_prob_after"] > first["fooling_prob_before"] + 0.1
     assert final["evolution_only"] is True and len(final["reached_per_run"]) == 1
     assert [json.loads(s) for s in (tmp_path / "rounds.jsonl").read_text().splitlines()] == records
 

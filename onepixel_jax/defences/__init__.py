@@ -1,7 +1,7 @@
 """Defences against one-pixel attacks and fooling images, built on the zoo's training steps.
 
 Modules: :mod:`fooling_class` (retraining with an extra "fooling" class, round after round,
-fine-tuned or from scratch; also a script, ``python -m onepixel_jax.defences.fooling_class``);
+fine-tuned or from scratch; on the command line ``onepixel defend fooling-class``);
 :mod:`squeezing` (median filters and bit-depth reduction as prediction wrappers, the
 feature-squeezing detector); :mod:`dead_pixels` (dead-pixel augmentation for training);
 :mod:`adversarial_training` (one-pixel adversarial / dead-pixel fine-tuning).

@@ -27,6 +27,7 @@ Command line: ``onepixel defend fooling-class --model lenet-mnist --rounds 3 --o
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -50,6 +51,7 @@ __all__ = [
     "FoolingClassConfig",
     "extend_head",
     "fooling_class_rate",
+    "fooling_class_scores",
     "retrain_with_fooling_class",
 ]
 
@@ -176,12 +178,26 @@ def fooling_class_rate(
 ) -> float:
     """Share of ``images`` (uint8 NHWC) that ``model`` (inference mode) assigns to
     ``fooling_class``."""
+    return fooling_class_scores(model, variables, images, fooling_class)[0]
+
+
+def fooling_class_scores(
+    model: nn.Module, variables: Mapping[str, Any], images: np.ndarray, fooling_class: int
+) -> tuple[float, float]:
+    """``(share, mean probability)``: the share of ``images`` (uint8 NHWC) that ``model``
+    (inference mode) assigns to ``fooling_class``, and the mean softmax probability it gives
+    that class on them."""
     if len(images) == 0:
-        return 0.0
-    logits = jax.jit(lambda x: model.apply(dict(variables), x, train=False))(
-        jnp.asarray(images, jnp.float32)
-    )
-    return float(np.mean(np.asarray(jnp.argmax(logits, -1)) == fooling_class))
+        return 0.0, 0.0
+    logits = _apply_inference(model)(dict(variables), jnp.asarray(images, jnp.float32))
+    probs = np.asarray(jax.nn.softmax(logits, axis=-1))
+    return float(np.mean(probs.argmax(-1) == fooling_class)), float(probs[:, fooling_class].mean())
+
+
+@functools.lru_cache(maxsize=8)
+def _apply_inference(model: nn.Module) -> Callable:
+    """``jit(model.apply(variables, x, train=False))``, compiled once per module."""
+    return jax.jit(lambda variables, x: model.apply(variables, x, train=False))
 
 
 def _evolve(
@@ -241,6 +257,8 @@ def retrain_with_fooling_class(
     confidences), ``fooling_images`` collected so far, ``fooling_examples`` trained on,
     ``fooling_rate_before`` / ``fooling_rate_after`` (share of the collected fooling images
     predicted as the fooling class by the network before and after this round's training),
+    ``fooling_prob_before`` / ``fooling_prob_after`` (their mean probability of the fooling
+    class, same networks),
     ``test_accuracy`` (clean, ``K`` real classes), ``checkpoint`` (folder of the network),
     ``seconds``. A last record with ``"evolution_only": True`` holds the final evolution.
     """
@@ -292,7 +310,7 @@ def retrain_with_fooling_class(
             start_vars = extend_head(current_vars, fresh)
         else:
             start_vars = current_vars
-        rate_before = fooling_class_rate(wide, start_vars, collected, k)
+        rate_before, prob_before = fooling_class_scores(wide, start_vars, collected, k)
 
         reps = np.resize(np.arange(len(collected)), n_fooling)
         xs = np.concatenate([x_train, collected[reps]])
@@ -307,7 +325,7 @@ def retrain_with_fooling_class(
             history.append(epoch_record)
         current_model, current_vars = wide, state.variables()
 
-        rate_after = fooling_class_rate(wide, current_vars, collected, k)
+        rate_after, prob_after = fooling_class_scores(wide, current_vars, collected, k)
         test_acc = training.evaluate(state, x_test, y_test)
         name = f"{card.name}-fooling-class-round{round_}"
         digest = ckpt_lib.save_checkpoint(round_dir / ckpt_lib.CHECKPOINT_FILE, current_vars)
@@ -320,6 +338,8 @@ def retrain_with_fooling_class(
             "clean_examples": len(x_train),
             "fooling_rate_before": round(rate_before, 5),
             "fooling_rate_after": round(rate_after, 5),
+            "fooling_prob_before": round(prob_before, 5),
+            "fooling_prob_after": round(prob_after, 5),
             "test_accuracy": round(test_acc, 5),
             "final_loss": history[-1]["loss"],
             "checkpoint": str(round_dir),
