@@ -107,8 +107,9 @@ def run_torchattacks(module, x, y):
         return orig_forward(inp)
 
     module.forward = counted
-    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).astype(np.float32) / 255.0)
-    yt = torch.from_numpy(y.astype(np.int64))
+    device = next(module.parameters()).device
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).astype(np.float32) / 255.0).to(device)
+    yt = torch.from_numpy(y.astype(np.int64)).to(device)
     success, t0 = [], time.perf_counter()
     for i in range(len(x)):  # the attack loops over images internally too
         adv = atk(xt[i : i + 1], yt[i : i + 1])
@@ -138,8 +139,10 @@ def run_art(module, x, y, num_classes: int):
         return orig_forward(inp)
 
     module.forward = counted
+    device = next(module.parameters()).device
     clf = PyTorchClassifier(
         model=module,
+        device_type="gpu" if device.type == "cuda" else "cpu",
         loss=torch.nn.CrossEntropyLoss(),
         input_shape=(x.shape[3], x.shape[1], x.shape[2]),
         nb_classes=num_classes,
@@ -153,7 +156,7 @@ def run_art(module, x, y, num_classes: int):
     wall = time.perf_counter() - t0
     module.forward = orig_forward
     with torch.no_grad():
-        pred = orig_forward(torch.from_numpy(adv)).argmax(1).numpy()
+        pred = orig_forward(torch.from_numpy(adv).to(device)).argmax(1).cpu().numpy()
     import art
 
     return {
@@ -197,6 +200,14 @@ def main() -> int:
         action="store_true",
         help="skip the previous default (all slots, no compaction)",
     )
+    ap.add_argument(
+        "--with-fast", action="store_true", help="also the fast preset (corner scan at d = 1)"
+    )
+    ap.add_argument(
+        "--torch-device",
+        default="cpu",
+        help="where the peers' PyTorch model runs: cpu (default) or cuda",
+    )
     ap.add_argument("--out", default=None, help="JSON results (default: print only)")
     args = ap.parse_args()
     if not args.no_peers:
@@ -226,6 +237,9 @@ def main() -> int:
     if not args.skip_old:
         old = opj.AttackConfig(early_stop="success", batch_size=n, compact=False, incremental=False)
         results.append(run_opj("opj-all-slots", predict_fn, x, y, old, warm_x, warm_y))
+    if args.with_fast:  # the project's fast preset on the same workload (not the paper's DE)
+        fast = opj.AttackConfig(strategy="fast", early_stop="success")
+        results.append(run_opj("opj-fast-preset", predict_fn, x, y, fast, warm_x, warm_y))
     for b in [int(s) for s in args.batch_sizes.split(",") if s]:
         cfg = opj.AttackConfig(early_stop="success", batch_size=b)
         results.append(run_opj(f"opj-batch-{b}", predict_fn, x, y, cfg, warm_x, warm_y))
@@ -237,6 +251,7 @@ def main() -> int:
         import torch_port
 
         module, _, _ = torch_port.port(args.model)
+        module = module.to(args.torch_device)
         diff = torch_port.max_prob_difference(module, predict_fn, x)
         if diff >= 1e-5:
             print(f"bench_protocol: error: PyTorch port differs by {diff:.2e}", file=sys.stderr)
@@ -257,6 +272,8 @@ def main() -> int:
         "model": args.model,
         "images": idx[:n].tolist(),
         "n_images": n,
+        "jax_devices": [str(d) for d in jax.devices()],
+        "torch_device": None if args.no_peers else args.torch_device,
         "default_slots": slots,
         "default_call_size": call,
         "bare_forward_per_s_at_call_size": bare,
@@ -268,8 +285,8 @@ def main() -> int:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     ref = next(r for r in rows if r["method"] == "opj")
     print(
-        f"\n{args.model}, {n} images, {utc_now()}; bare forward at call size {call}: "
-        f"{bare:,.0f}/s; port max |dp| = {diff}"
+        f"\n{args.model}, {n} images, {utc_now()}, JAX on {jax.devices()[0]}; bare forward at "
+        f"call size {call}: {bare:,.0f}/s; port max |dp| = {diff}"
     )
     print(
         "| method | success | s / image | s / success | useful eval/s | useful share | "

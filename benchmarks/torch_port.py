@@ -185,8 +185,9 @@ def max_prob_difference(module: nn.Module, predict_fn, images_uint8: np.ndarray)
     x = np.asarray(images_uint8, np.float32)
     if x.ndim == 3:
         x = x[..., None]
+    device = next(module.parameters()).device
     with torch.no_grad():
-        logits = module(torch.from_numpy(x.transpose(0, 3, 1, 2) / 255.0))
-        p_torch = torch.softmax(logits, dim=1).numpy()
+        logits = module(torch.from_numpy(x.transpose(0, 3, 1, 2) / 255.0).to(device))
+        p_torch = torch.softmax(logits, dim=1).cpu().numpy()
     p_jax = np.asarray(predict_fn(x))
     return float(np.abs(p_torch - p_jax).max())
