@@ -87,6 +87,20 @@ def digits_count() -> int:
     return conv(3, 1, 16) + conv(3, 16, 32) + dense(4 * 4 * 32, 64) + dense(64, 10)
 
 
+def resnet_count(blocks: int = 3) -> int:
+    """CIFAR ResNet (6 * blocks + 2 layers): stem, basic blocks, 1x1 projections, dense."""
+    total = conv(3, 3, 16, bn=True)
+    cin = 16
+    for stage, c in enumerate((16, 32, 64)):
+        for block in range(blocks):
+            total += conv(3, cin, c, bn=True)  # no bias: BN scale + offset
+            total += conv(3, c, c, bn=True)
+            if stage > 0 and block == 0:
+                total += conv(1, cin, c, bn=True)  # projection shortcut
+            cin = c
+    return total + dense(64, 10)
+
+
 def abstract_variables(arch: str, **kwargs) -> dict:
     model = models.create(arch, **kwargs)
     shape = models.ARCHITECTURES[arch].input_shape
@@ -105,10 +119,12 @@ def abstract_variables(arch: str, **kwargs) -> dict:
         ("lenet", False, lenet_count()),
         ("alexnet", False, alexnet_count()),
         ("digits-cnn", False, digits_count()),
+        ("resnet", True, resnet_count()),
     ],
 )
 def test_parameter_count_at_width_1(arch, bn, expected):
-    variables = abstract_variables(arch, batch_norm=bn)
+    kwargs = {} if arch == "resnet" else {"batch_norm": bn}  # the ResNet is always batch-normed
+    variables = abstract_variables(arch, **kwargs)
     assert models.param_count(variables["params"]) == expected
     assert ("batch_stats" in variables) == bn
 
@@ -118,6 +134,8 @@ def test_known_full_width_totals():
     assert allconv_count(False) == 1_369_738
     assert alexnet_count() == 60_965_224
     assert lenet_count() == 431_080
+    # ResNet-20 with 1x1 projection shortcuts (He et al.'s option B): 0.27 M
+    assert resnet_count() == 272_474
 
 
 def test_width_scales_channels_but_not_classes():
@@ -160,6 +178,19 @@ def test_jit_matches_eager(zoo_init):
     np.testing.assert_allclose(
         model.apply(variables, x), jax.jit(model.apply)(variables, x), rtol=1e-5, atol=1e-5
     )
+
+
+def test_resnet_output_shape_and_residual_stages():
+    model = models.create("resnet", blocks=1, width=0.5)
+    variables = models.init_variables(model, (32, 32, 3), KEY)
+    blocks = [k for k in variables["params"] if k.startswith("_BasicBlock")]
+    assert len(blocks) == 3  # one block per stage
+    # stages 2 and 3 change shape: a 1x1 projection each; stage 1 keeps the identity
+    assert "Conv_2" not in variables["params"]["_BasicBlock_0"]
+    assert variables["params"]["_BasicBlock_1"]["Conv_2"]["kernel"].shape == (1, 1, 8, 16)
+    x = jax.random.uniform(jax.random.PRNGKey(1), (2, 32, 32, 3), minval=0, maxval=255)
+    logits = jax.jit(model.apply)(variables, x)
+    assert logits.shape == (2, 10) and np.all(np.isfinite(logits))
 
 
 def test_vgg16_output_shape():
@@ -217,7 +248,7 @@ def test_local_response_norm_matches_numpy():
 
 def test_create_rejects_bad_arguments():
     with pytest.raises(ValueError, match="allconv"):
-        models.create("resnet")
+        models.create("resnet50")
     with pytest.raises(TypeError, match="depth"):
         models.create("lenet", depth=3)
     with pytest.raises(ValueError, match="width"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import jax
@@ -163,6 +164,35 @@ def test_tiny_run_writes_a_loadable_checkpoint_and_card(tmp_path):
     assert acc == pytest.approx(card["test_accuracy"], abs=1e-4)
     assert card["test_accuracy"] > 0.4  # 3 tiny epochs already beat chance (0.1) clearly
     assert card["spot_check"]["images"] == 300
+
+
+def test_resume_continues_exactly_where_the_run_stopped(tmp_path):
+    cfg = train.TrainConfig(
+        model="digits-cnn", dataset="digits", width=0.25, epochs=3, batch_size=64,
+        train_limit=256, eval_limit=32, seed=5,
+    )  # fmt: skip
+    whole = train.train_and_evaluate(cfg, tmp_path / "whole", log=lambda _: None)
+
+    class Killed(Exception):
+        pass
+
+    def log(line):
+        if line.startswith("epoch   2/"):  # after epoch 1 was saved, before epoch 2 is
+            raise Killed
+
+    with pytest.raises(Killed):
+        train.train_and_evaluate(cfg, tmp_path / "cut", log=log)
+    card = json.loads((tmp_path / "cut" / "card.json").read_text())
+    assert card["status"] == "epoch 1/3" and (tmp_path / "cut" / train.TRAIN_STATE_FILE).exists()
+    other = dataclasses.replace(cfg, learning_rate=0.5)
+    with pytest.raises(ValueError, match="learning_rate"):
+        train.train_and_evaluate(other, tmp_path / "cut", resume=True)
+    resumed = train.train_and_evaluate(cfg, tmp_path / "cut", resume=True, log=lambda _: None)
+    assert resumed["status"] == "complete" and len(resumed["history"]) == 3
+    assert resumed["checkpoint_sha256"] == whole["checkpoint_sha256"]  # bit for bit
+    assert not (tmp_path / "cut" / train.TRAIN_STATE_FILE).exists()
+    with pytest.raises(ValueError, match="finished run"):
+        train.train_and_evaluate(cfg, tmp_path / "cut", resume=True)
 
 
 def test_time_budget_stops_training(tmp_path):

@@ -71,6 +71,11 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         type=errors.non_empty,
         help="output folder, e.g. models/allconv-cifar10",
     )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run in --out after its last finished epoch (same arguments)",
+    )
     p.set_defaults(func=errors.command("onepixel train", _run_cli))
 
 
@@ -107,7 +112,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     errors.check_output_dir(args.out)
     errors.check_input_dir(args.data_dir, "--data-dir")
     try:
-        train_and_evaluate(config, args.out)
+        train_and_evaluate(config, args.out, resume=args.resume)
     except ValueError as err:  # unreadable or mismatching data files
         raise UsageError(str(err)) from err
     return 0

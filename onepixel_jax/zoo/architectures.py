@@ -34,6 +34,7 @@ __all__ = [
     "DigitsCNN",
     "LeNet",
     "NiN",
+    "ResNet",
     "VGG16",
     "create",
     "init_variables",
@@ -323,6 +324,51 @@ class DigitsCNN(nn.Module):
         return nn.Dense(self.num_classes)(x)
 
 
+class _BasicBlock(nn.Module):
+    """ResNet basic block: conv3x3 (stride) - BN - ReLU - conv3x3 - BN, plus the shortcut
+    (identity, or a 1x1 convolution with BN where the shape changes), then ReLU."""
+
+    features: int
+    stride: int = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        bn = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)  # noqa: E731
+        s = (self.stride, self.stride)
+        y = nn.Conv(self.features, (3, 3), strides=s, padding=((1, 1), (1, 1)), use_bias=False)(x)
+        y = nn.relu(bn()(y))
+        y = nn.Conv(self.features, (3, 3), padding=((1, 1), (1, 1)), use_bias=False)(y)
+        y = bn()(y)
+        if self.stride != 1 or x.shape[-1] != self.features:
+            x = nn.Conv(self.features, (1, 1), strides=s, padding="VALID", use_bias=False)(x)
+            x = bn()(x)
+        return nn.relu(x + y)
+
+
+class ResNet(nn.Module):
+    """CIFAR-10 ResNet of He et al. (2016, Section 4.2): conv3x3 16, BN, ReLU, three stages of
+    ``blocks`` basic blocks with 16, 32, 64 channels (the first block of stages 2 and 3 has
+    stride 2 and a 1x1 projection shortcut), global average pool, dense ``num_classes``.
+    ``blocks=3`` is ResNet-20 (``6 * blocks + 2`` layers). Always batch-normed."""
+
+    num_classes: int = 10
+    width: float = 1.0
+    blocks: int = 3
+    mean: tuple[float, ...] = CIFAR10_MEAN
+    std: tuple[float, ...] = CIFAR10_STD
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        x = normalise(x, self.mean, self.std)
+        x = _ConvBNReLU(scaled(16, self.width), 3, padding=1, batch_norm=True)(x, train)
+        for stage, channels in enumerate((16, 32, 64)):
+            for block in range(self.blocks):
+                stride = 2 if stage > 0 and block == 0 else 1
+                x = _BasicBlock(scaled(channels, self.width), stride)(x, train)
+        x = jnp.mean(x, axis=(1, 2))
+        return nn.Dense(self.num_classes)(x)
+
+
 @dataclasses.dataclass(frozen=True)
 class Architecture:
     """A registered architecture: its module class and input shape ``(H, W, C)``."""
@@ -339,6 +385,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     "lenet": Architecture(LeNet, (28, 28, 1), 10),
     "alexnet": Architecture(AlexNet, (227, 227, 3), 1000),
     "digits-cnn": Architecture(DigitsCNN, (8, 8, 1), 10),
+    "resnet": Architecture(ResNet, (32, 32, 3), 10),
 }
 
 

@@ -35,11 +35,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import struct
+from flax import serialization, struct
 from flax.training import train_state
 
 from onepixel_jax import data as opj_data
-from onepixel_jax.files import write_json_atomic
+from onepixel_jax.files import read_json_object, write_bytes_atomic, write_json_atomic
 from onepixel_jax.provenance import machine_info, package_versions, utc_now
 from onepixel_jax.zoo import architectures as arch_lib
 from onepixel_jax.zoo import checkpoints as ckpt_lib
@@ -374,8 +374,13 @@ def fit(
     *,
     eval_fn: Callable[[TrainState], float] | None = None,
     log: Callable[[str], None] = print,
+    start_epoch: int = 0,
 ) -> Iterator[tuple[TrainState, dict[str, Any]]]:
     """Train for ``config.epochs`` epochs; yield ``(state, record)`` after each epoch.
+
+    ``start_epoch`` resumes after that many finished epochs: ``state`` is the state saved
+    after them, and the shuffling order continues exactly as in an uninterrupted run (the
+    step-based schedule only; a time budget cannot be resumed).
 
     Mini-batches of ``config.batch_size`` (at most the data size) in an order drawn with
     ``numpy.random.default_rng(config.seed)``; the last partial batch of an epoch is dropped.
@@ -391,11 +396,15 @@ def fit(
     budget = config.time_budget
     rng = np.random.default_rng(config.seed)
     labels = np.asarray(labels, np.int32)
-    global_step, lr, out_of_time = 0, 0.0, False
+    if start_epoch and budget is not None:
+        raise ValueError("a run with a time budget cannot be resumed")
+    global_step, lr, out_of_time = start_epoch * steps_per_epoch, 0.0, False
     train_start = time.time()
     for epoch in range(1, config.epochs + 1):
         t0 = time.time()
         perm = rng.permutation(len(images))
+        if epoch <= start_epoch:  # replay the order of the epochs already done
+            continue
         loss_sum, correct, steps_done = 0.0, 0, 0
         for step in range(steps_per_epoch):
             if budget is None:
@@ -411,7 +420,7 @@ def fit(
             state, metrics = jit_train_step(state, {"image": images[idx], "label": labels[idx]})
             loss_sum += float(metrics["loss"])
             correct += int(metrics["correct"])
-            if global_step == 0:  # the budget starts after the first step (compilation)
+            if steps_done == 0 and global_step == 0:  # the budget starts after compilation
                 jax.block_until_ready(state.params)
                 train_start = time.time()
             global_step += 1
@@ -444,6 +453,67 @@ def fit(
 
 
 SPOT_CHECK_IMAGES = 300
+# The optimiser state of an unfinished run (params, momentum, batch statistics, step), written
+# after every epoch beside the checkpoint so that `resume` continues where the run stopped;
+# removed when the run completes. Its SHA-256 is in the card.
+TRAIN_STATE_FILE = "train_state.msgpack"
+
+
+def _save_train_state(path: Path, state: TrainState) -> str:
+    data = serialization.msgpack_serialize(
+        jax.tree_util.tree_map(
+            np.asarray,
+            {
+                "step": state.step,
+                "params": state.params,
+                "opt_state": serialization.to_state_dict(state.opt_state),
+                "batch_stats": state.batch_stats if state.batch_stats is not None else {},
+            },
+        )
+    )
+    write_bytes_atomic(path, data)
+    return ckpt_lib.sha256_bytes(data)
+
+
+def _load_train_state(path: Path, state: TrainState, sha256: str) -> TrainState:
+    data = path.read_bytes()
+    if ckpt_lib.sha256_bytes(data) != sha256:
+        raise ValueError(
+            f"{path} does not match the SHA-256 in its card; delete the folder to start over"
+        )
+    raw = serialization.msgpack_restore(data)
+    params = serialization.from_state_dict(state.params, raw["params"])
+    opt_state = serialization.from_state_dict(state.opt_state, raw["opt_state"])
+    stats = state.batch_stats
+    if stats is not None:
+        stats = serialization.from_state_dict(stats, raw["batch_stats"])
+    return state.replace(
+        step=jnp.int32(int(raw["step"])), params=params, opt_state=opt_state, batch_stats=stats
+    )
+
+
+def _resume_point(workdir: Path, config: TrainConfig) -> tuple[int, dict | None]:
+    """``(epochs_done, card)`` of an unfinished run of the same config in ``workdir``, else
+    ``(0, None)``. Raises ValueError for a folder that holds another or a finished run."""
+    card_path = workdir / ckpt_lib.CARD_FILE
+    if not card_path.is_file():
+        return 0, None
+    card = read_json_object(card_path, "model card")
+    status = str(card.get("status", ""))
+    if status == "complete":
+        raise ValueError(f"{workdir} holds a finished run; pick another output folder")
+    if not status.startswith("epoch ") or not (workdir / TRAIN_STATE_FILE).is_file():
+        raise ValueError(f"{workdir} holds no resumable run (no {TRAIN_STATE_FILE})")
+    saved = dict(card.get("config") or {})
+    mine = dataclasses.asdict(config)
+    ignore = {"command", "data_dir"}
+    diff = sorted(k for k in mine if k not in ignore and saved.get(k) != mine[k])
+    if diff:
+        raise ValueError(
+            f"{workdir} holds a run with other settings ({', '.join(diff)}); resume it with the "
+            "same arguments or pick another output folder"
+        )
+    return int(status.split()[1].split("/")[0]), card
 
 
 def spot_check(predict_fn, dataset: str, *, data_dir=None, n: int = SPOT_CHECK_IMAGES) -> dict:
@@ -459,15 +529,25 @@ def _machine() -> dict[str, Any]:
     return {**machine_info(), **package_versions(("jax", "jaxlib", "flax", "optax"))}
 
 
-def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, log=print) -> dict:
+def train_and_evaluate(
+    config: TrainConfig, workdir: str | os.PathLike, *, log=print, resume: bool = False
+) -> dict:
     """Train ``config.model`` on ``config.dataset``; write checkpoint and card to ``workdir``.
+
+    ``resume=True`` continues an interrupted run of the same config in ``workdir`` after its
+    last finished epoch (exactly as if it had not stopped, up to float rounding of the
+    restored state); a folder without one starts afresh.
 
     Returns the model card (a dict, also written to ``workdir/card.json``)."""
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     workdir = Path(workdir)
+    start_epoch, old_card = _resume_point(workdir, config) if resume else (0, None)
+    if resume and start_epoch and config.time_budget is not None:
+        raise ValueError("a run with a time budget cannot be resumed")
     workdir.mkdir(parents=True, exist_ok=True)
     start_time = time.time()
+    previous_seconds = float(old_card.get("training_time_seconds", 0.0)) if old_card else 0.0
 
     load_kwargs = {"data_dir": config.data_dir, "download": config.download}
     x_train, y_train, classes = opj_data.load(
@@ -498,6 +578,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, log=p
             config.dead_pixel_rate, config.dead_pixels, config.dead_pixel_colours
         )
     state = create_train_state(model, variables, config, key, augment=augment, batch_fn=batch_fn)
+    if start_epoch:
+        state = _load_train_state(
+            workdir / TRAIN_STATE_FILE, state, str(old_card.get("train_state_sha256"))
+        )
+        log(f"[train] resuming after epoch {start_epoch} (step {int(state.step)})")
     steps_per_epoch = len(x_train) // min(config.batch_size, len(x_train))
     name = config.name or workdir.name
     log(
@@ -533,7 +618,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, log=p
         "data_sha256": opj_data.dataset_checksums(config.dataset, ["train", "test"]),
         "checkpoint_file": ckpt_lib.CHECKPOINT_FILE,
     }
-    history: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = list(old_card.get("history", [])) if old_card else []
     test_acc = 0.0
     epochs = fit(
         state,
@@ -542,6 +627,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, log=p
         config,
         eval_fn=lambda s: evaluate(s, x_test, y_test),
         log=log,
+        start_epoch=start_epoch,
     )
     for state, record in epochs:
         stopped = record.pop("stopped_by_time_budget")
@@ -562,6 +648,11 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, log=p
             )
         ckpt_path = workdir / ckpt_lib.CHECKPOINT_FILE
         digest = ckpt_lib.save_checkpoint(ckpt_path, state.variables())
+        state_path = workdir / TRAIN_STATE_FILE
+        if final:
+            card.pop("train_state_sha256", None)
+        else:
+            card["train_state_sha256"] = _save_train_state(state_path, state)
         test_split = "test" if config.dataset != "cifar10" else "test (lossless test_first1000)"
         card.update(
             {
@@ -574,7 +665,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, log=p
                 "test_images": len(x_test),
                 "other_accuracies": extra_acc,
                 "history": history,
-                "training_time_seconds": round(time.time() - start_time, 1),
+                "training_time_seconds": round(previous_seconds + time.time() - start_time, 1),
                 "mean_epoch_seconds": round(float(np.mean([h["seconds"] for h in history])), 2),
                 "created_utc": utc_now(),
                 "checkpoint_sha256": digest,
@@ -583,6 +674,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str | os.PathLike, *, log=p
         )
         write_json_atomic(workdir / ckpt_lib.CARD_FILE, card)
         if final:
+            state_path.unlink(missing_ok=True)
             predict_fn, _ = ckpt_lib.load(workdir)
             card["spot_check"] = spot_check(predict_fn, config.dataset, data_dir=config.data_dir)
             write_json_atomic(workdir / ckpt_lib.CARD_FILE, card)
