@@ -7,11 +7,12 @@ The curated API: :func:`attack`, :func:`random_search`, :class:`AttackConfig`,
 ``onepixel_jax.experiments`` are imported on demand.
 """
 
-from . import data, metrics, objective, perturb, search, targets, zoo
+from . import data, engine, metrics, objective, perturb, search, targets, zoo
 from . import zoo as models  # opj.models: the model zoo under its established name
-from .engine import AttackConfig, AttackResult, attack, probs_from_logits, random_search
+from .config import AttackConfig
 from .perturb import apply_pixels, decode_candidate
-from .targets import predict_in_batches
+from .runner import AttackResult, attack, random_search, run
+from .targets import predict_in_batches, probs_from_logits
 
 __version__ = "0.1.0"
 
@@ -21,6 +22,7 @@ __all__ = [
     "apply_pixels",
     "attack",
     "data",
+    "engine",
     "decode_candidate",
     "metrics",
     "models",
@@ -29,6 +31,7 @@ __all__ = [
     "predict_in_batches",
     "probs_from_logits",
     "random_search",
+    "run",
     "search",
     "targets",
     "zoo",

@@ -3,7 +3,7 @@
 :func:`onepixel_jax.attack` calls :func:`evolve_sharded` instead of the one-device loop when
 its ``mesh`` holds more than one device. The images are dealt out round-robin (image ``i`` to
 device ``i % D``), each device gets a padded block of ``ceil(N / D)`` images and runs the
-engine's own compiled loop (:func:`onepixel_jax.engine._evolve_impl`) on it inside
+engine's public single-share loop (:func:`onepixel_jax.engine.evolve_impl`) on it inside
 ``jax.shard_map``, with its own queue and slots: the loop has no collective, so no device
 waits for another per generation. Padding images are never started (the block's ``count``
 stops the queue), so they cost no model call. Results are gathered once, at the end.
@@ -26,7 +26,6 @@ Fitness is minimised (see :mod:`onepixel_jax.objective`).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -37,6 +36,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from . import engine
+from . import progress as progress_lib
 
 AXIS = "images"
 
@@ -94,32 +94,13 @@ def share_layout(num_images: int, num_devices: int) -> ShareLayout:
     return ShareLayout(order, counts.astype(np.int32), per)
 
 
-def device_static(static: engine._Static, per_device: int) -> engine._Static:
-    """The loop settings of one device's share: model calls of the call's own
-    ``call_slots`` (the shape they have on one device, so the model's last bit cannot
-    differ), and as many slots as the call has, but no more call groups than the share
-    fills."""
-    cs = static.call_slots
-    slots = -(-min(static.slots, per_device) // cs) * cs
-    return static._replace(slots=slots)
-
-
-class _ShareProgress:
-    """Sums the per-generation reports of the devices of this process into one reporter."""
-
-    def __init__(self, reporter) -> None:
-        self.reporter = reporter
-        self.latest: dict[int, tuple[int, int, int]] = {}
-        self.lock = threading.Lock()
-
-    def update(self, done: int, useful: int, per_step: int, device: int = 0) -> None:
-        with self.lock:
-            self.latest[device] = (done, useful, per_step)
-            d, u, s = (sum(v) for v in zip(*self.latest.values(), strict=True))
-            self.reporter.update(d, u, s)
-
-    def close(self) -> None:
-        self.reporter.close()
+def device_plan(plan: engine.Plan, per_device: int) -> engine.Plan:
+    """The loop plan of one device's share: model calls of the call's own ``call_slots``
+    (the shape they have on one device, so the model's last bit cannot differ), and as many
+    slots as the call has, but no more call groups than the share fills."""
+    cs = plan.call_slots
+    slots = -(-min(plan.slots, per_device) // cs) * cs
+    return plan._replace(slots=slots)
 
 
 def _global_array(x: Any, sharding: NamedSharding) -> jax.Array:
@@ -139,44 +120,37 @@ def _host_value(x: jax.Array) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
-def _evolve_shards_impl(key_data, problem, *, target, static, mesh, key_impl):
+def _evolve_shards_impl(problem, *, target, plan, mesh):
     spec = P(tuple(mesh.axis_names))
-    share_spec = engine._Share(index=spec, count=spec, device=spec)
-    in_specs = (
-        P(),
-        engine._Problem(
-            key=None,
-            images=spec,
-            labels=spec,
-            targets=spec,
-            params=P(),
-            threshold=P(),
-            share=share_spec,
-        ),
+    replicated = jax.tree_util.tree_map(lambda _: P(), (problem.method, problem.objective))
+    in_specs = engine.Problem(
+        keys=spec,
+        images=spec,
+        labels=spec,
+        targets=spec,
+        count=spec,
+        method=replicated[0],
+        objective=replicated[1],
+        channel=P(),
+        device=spec,
     )
 
-    def local(key_data, problem):
-        share = problem.share
-        problem = problem._replace(
-            key=jax.random.wrap_key_data(key_data, impl=key_impl),
-            share=share._replace(count=share.count[0], device=share.device[0]),
-        )
-        st = engine._evolve_impl(problem, target=target, static=static)
-        return st.out_genes, st.out_history, st.out_rounds, st.model_calls[None]
+    def local(problem):
+        problem = problem._replace(count=problem.count[0], device=problem.device[0])
+        out = engine.evolve_impl(problem, target=target, plan=plan)
+        return out.genes, out.history, out.rounds, out.calls[None]
 
     run = jax.shard_map(
-        local, mesh=mesh, in_specs=in_specs, out_specs=(spec, spec, spec, spec), check_vma=False
+        local, mesh=mesh, in_specs=(in_specs,), out_specs=(spec,) * 4, check_vma=False
     )
-    return run(key_data, problem)
+    return run(problem)
 
 
-_evolve_shards = jax.jit(
-    _evolve_shards_impl, static_argnames=("target", "static", "mesh", "key_impl")
-)
+_evolve_shards = jax.jit(_evolve_shards_impl, static_argnames=("target", "plan", "mesh"))
 
 
-def evolve_sharded(problem: engine._Problem, *, target, static, reporter=None, mesh: Mesh):
-    """:func:`onepixel_jax.engine._evolve` over the devices of ``mesh``.
+def evolve_sharded(problem: engine.Problem, *, target, plan, reporter=None, mesh: Mesh):
+    """:func:`onepixel_jax.engine.evolve` over the devices of ``mesh``.
 
     Returns genes ``(N, D)``, history ``(N, G + 1)``, rounds ``(N,)`` (NumPy, every image,
     in call order, on every process) and the candidate evaluations carried by the model
@@ -193,34 +167,27 @@ def evolve_sharded(problem: engine._Problem, *, target, static, reporter=None, m
     def split(a):
         return _global_array(np.asarray(a)[src], sharded)
 
-    share = engine._Share(
-        index=_global_array(flat.astype(np.int32), sharded),
-        count=_global_array(layout.counts, sharded),
-        device=_global_array(np.arange(len(devices), dtype=np.int32), sharded),
-    )
-    local_problem = engine._Problem(
-        key=None,
-        images=split(problem.images),
-        labels=split(problem.labels),
-        targets=split(problem.targets),
-        params=jax.tree_util.tree_map(lambda a: _global_array(a, replicated), problem.params),
-        threshold=_global_array(problem.threshold, replicated),
-        share=share,
-    )
-    key_data = _global_array(jax.random.key_data(problem.key), replicated)
+    def everywhere(tree):
+        return jax.tree_util.tree_map(lambda a: _global_array(a, replicated), tree)
+
     if reporter is not None and jax.process_count() > 1:
         mine = [k for k, d in enumerate(devices) if d.process_index == jax.process_index()]
         reporter.num_images = int(layout.counts[mine].sum())  # this process's share
-    local_static = device_static(static, layout.per_device)
-    with engine._progress_session(None if reporter is None else _ShareProgress(reporter)):
-        out = _evolve_shards(
-            key_data,
-            local_problem,
-            target=target,
-            static=local_static,
-            mesh=mesh,
-            key_impl=jax.random.key_impl(problem.key),
+    local_plan = device_plan(plan, layout.per_device)
+    shares = None if reporter is None else progress_lib.SumOfShares(reporter)
+    with progress_lib.open_channel(shares) as channel:
+        local_problem = engine.Problem(
+            keys=split(problem.keys),
+            images=split(problem.images),
+            labels=split(problem.labels),
+            targets=split(problem.targets),
+            count=_global_array(layout.counts, sharded),
+            method=everywhere(problem.method),
+            objective=everywhere(problem.objective),
+            channel=_global_array(np.int32(channel), replicated),
+            device=_global_array(np.arange(len(devices), dtype=np.int32), sharded),
         )
+        out = _evolve_shards(local_problem, target=target, plan=local_plan, mesh=mesh)
         genes, history, rounds, calls = (_host_value(a) for a in out)
     real = flat < n
     where = flat[real]
@@ -232,7 +199,8 @@ def evolve_sharded(problem: engine._Problem, *, target, static, reporter=None, m
         history[real],
         rounds[real],
     )
-    evaluations = int(calls.astype(np.int64).sum()) * local_static.call_slots * static.popsize
+    popsize = problem.method.popsize
+    evaluations = int(calls.astype(np.int64).sum()) * local_plan.call_slots * popsize
     return jnp.asarray(out_genes), jnp.asarray(out_history), jnp.asarray(out_rounds), evaluations
 
 

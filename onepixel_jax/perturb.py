@@ -123,6 +123,13 @@ def get_sampler(name: str):
     return SAMPLERS[name]
 
 
+def check_sampler(name) -> str:
+    """``name`` if it names a sampler of :data:`SAMPLERS`, else one clear error."""
+    if not isinstance(name, str) or name not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {sorted(SAMPLERS)}, got {name!r}")
+    return name
+
+
 # --------------------------------------------------------------------------------------
 # NumPy twin (reports rebuild adversarial images from stored pixel tuples)
 

@@ -23,10 +23,10 @@ import sys
 from typing import Any
 
 from onepixel_jax.cli import errors
+from onepixel_jax.config import AttackConfig
 from onepixel_jax.defences import adversarial_training as adv_lib
 from onepixel_jax.defences import dead_pixels as dead_lib
 from onepixel_jax.defences import fooling_class as fc_lib
-from onepixel_jax.engine import AttackConfig
 from onepixel_jax.errors import UsageError
 from onepixel_jax.experiments.sweep import method_names
 from onepixel_jax.fooling.run import ENCODINGS

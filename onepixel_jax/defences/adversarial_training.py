@@ -37,9 +37,10 @@ import jax
 import numpy as np
 
 from onepixel_jax import data as opj_data
-from onepixel_jax.engine import AttackConfig, attack
+from onepixel_jax.config import AttackConfig
 from onepixel_jax.files import append_jsonl, write_json_atomic
 from onepixel_jax.provenance import machine_info, package_versions, utc_now
+from onepixel_jax.runner import attack
 from onepixel_jax.zoo import architectures as arch_lib
 from onepixel_jax.zoo import checkpoints as ckpt_lib
 from onepixel_jax.zoo import training

@@ -1,30 +1,37 @@
-"""What every strategy shares: the search space and the registry entry.
+"""What every strategy shares: the search space, the registry entry and the built method.
 
-A strategy is registered as a :class:`StrategySpec`: how to build it from the static part of
-an :class:`~onepixel_jax.engine.AttackConfig` (anything that fixes shapes or control flow)
-and how to read its traced hyperparameters from the same config (numeric knobs: changing them
-does not recompile the engine).
+A strategy module defines its ask/tell functions (:class:`onepixel_jax.types.Strategy`) and one
+:class:`StrategySpec`: how to build the strategy for a search space, and how its settings split
+into static options (anything that fixes shapes or control flow: a new value recompiles) and
+traced hyperparameters (numeric knobs: a new value does not recompile).
+:func:`onepixel_jax.search.make` turns a name and settings into a :class:`SearchMethod`, the
+object the engine receives.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
 from ..perturb import gene_bounds, get_sampler, tuple_size
 from ..types import Strategy
+
+PAPER_BUDGET = 40_400  # the paper's evaluations per image (400 x 101)
 
 
 @dataclasses.dataclass(frozen=True)
 class SearchSpace:
     """The genes of one image's candidates: ``pixels`` tuples ``(row, col, v_0..v_{C-1})``.
 
-    ``popsize`` candidates are evaluated per generation; ``sampler`` names the initial
-    distribution (:data:`onepixel_jax.perturb.SAMPLERS`).
+    ``popsize`` candidates are evaluated per generation, for ``generations`` generations after
+    the initial population; ``sampler`` names the initial distribution
+    (:data:`onepixel_jax.perturb.SAMPLERS`).
     """
 
     pixels: int
@@ -33,6 +40,7 @@ class SearchSpace:
     channels: int
     popsize: int
     sampler: str = "paper"
+    generations: int = 100
 
     @property
     def num_genes(self) -> int:
@@ -53,32 +61,103 @@ class SearchSpace:
         return jnp.clip(genes, lower, upper)
 
 
+def _no_settings() -> tuple[dict, tuple]:
+    return {}, ()
+
+
 @dataclasses.dataclass(frozen=True)
 class StrategySpec:
     """A registered strategy.
 
     Attributes:
-      name: registry name (``AttackConfig(strategy=name)``, ``--strategy name``).
-      build: ``build(space, **static_options) -> Strategy``.
-      static_options: ``static_options(cfg) -> dict`` of hashable options read from the config.
-      params: ``params(cfg) -> pytree`` of traced hyperparameters read from the config.
+      name: registry name (``search.make(name)``, ``AttackConfig(strategy=name)``,
+        ``--strategy name``).
+      build: ``build(space, **options) -> Strategy``.
+      settings: ``settings(**knobs) -> (options, params)``: the strategy's own settings, as
+        keyword arguments with defaults, split into hashable static ``options`` (passed to
+        ``build``) and a pytree of traced ``params``. A knob it does not take is an error.
       description: one line for listings.
       min_popsize: the smallest population the strategy works with.
-      popsize: the population used when the config leaves ``popsize`` unset.
-      budget: evaluations per image when the config leaves ``max_iters`` unset (as many
-        generations as fit); ``None``: 100 generations (the paper's).
-      stall: the stall rule used when the config leaves ``stall`` unset (``0``: off); an int,
-        or ``stall(cfg) -> int`` where it depends on the config (``fast``: on ``pixels``).
-      options: the names of the strategy's static options (``AttackConfig.options``).
+      popsize: the population used when none is given.
+      budget: evaluations per image when no generation count is given (as many generations
+        as fit); ``None``: 100 generations (the paper's).
+      stall: the default of the stall rule (generations without gain after which an image is
+        given up; ``0``: off); an int or ``stall(pixels) -> int``.
     """
 
     name: str
     build: Callable[..., Strategy]
-    static_options: Callable[[Any], dict]
-    params: Callable[[Any], Any]
     description: str
+    settings: Callable[..., tuple[dict, Any]] = _no_settings
     min_popsize: int = 1
     popsize: int = 400
     budget: int | None = None
-    stall: int | Callable[[Any], int] = 0
-    options: tuple[str, ...] = ()
+    stall: int | Callable[[int], int] = 0
+
+    def knobs(self) -> tuple[str, ...]:
+        """The names of the settings this strategy takes."""
+        return tuple(inspect.signature(self.settings).parameters)
+
+    def default_stall(self, pixels: int) -> int:
+        return int(self.stall(pixels) if callable(self.stall) else self.stall)
+
+
+@struct.dataclass
+class SearchMethod:
+    """A strategy with its settings, ready for the engine (:func:`onepixel_jax.search.make`).
+
+    A pytree: ``params`` (the traced hyperparameters) are its leaves; everything else is
+    static (part of the compiled loop). ``build(height, width, channels)`` returns the
+    :class:`~onepixel_jax.types.Strategy` for images of that size.
+
+    Attributes:
+      name: the registered strategy.
+      pixels: perturbed pixels ``d`` per candidate.
+      popsize: candidates per image and generation.
+      max_iters: generations after the initial population; the budget per image is
+        ``popsize * (max_iters + 1)`` evaluations.
+      options: the strategy's static options, sorted ``(name, value)`` pairs.
+      stall: the strategy's default stall rule (``0``: off); the objective applies it.
+      builder: the registered ``build(space, **options) -> Strategy``.
+      params: the traced hyperparameters.
+    """
+
+    name: str = struct.field(pytree_node=False)
+    builder: Callable[..., Strategy] = struct.field(pytree_node=False)
+    pixels: int = struct.field(pytree_node=False)
+    popsize: int = struct.field(pytree_node=False)
+    max_iters: int = struct.field(pytree_node=False)
+    options: tuple = struct.field(pytree_node=False, default=())
+    stall: int = struct.field(pytree_node=False, default=0)
+    params: Any = ()
+
+    @property
+    def budget(self) -> int:
+        """Model evaluations per image when it never stops early."""
+        return self.popsize * (self.max_iters + 1)
+
+    def space(self, height: int, width: int, channels: int) -> SearchSpace:
+        opts = dict(self.options)
+        return SearchSpace(
+            self.pixels,
+            height,
+            width,
+            channels,
+            self.popsize,
+            opts.get("sampler", "paper"),
+            self.max_iters,
+        )
+
+    def build(self, height: int, width: int, channels: int) -> Strategy:
+        opts = {k: v for k, v in self.options if k != "sampler"}
+        return self.builder(self.space(height, width, channels), **opts)
+
+
+def settings_of(spec: StrategySpec, knobs: Mapping[str, Any]) -> tuple[dict, Any]:
+    """``spec.settings(**knobs)`` with one clear error for a knob it does not take."""
+    known = spec.knobs()
+    for name in knobs:
+        if name not in known:
+            takes = ", ".join(known) or "none"
+            raise ValueError(f"strategy {spec.name!r} has no setting {name!r} (it takes: {takes})")
+    return spec.settings(**knobs)

@@ -15,7 +15,7 @@ from flax import struct
 
 from ..objective import clean_fitness
 from ..types import Strategy
-from .base import SearchSpace
+from .base import PAPER_BUDGET, SearchSpace, StrategySpec
 
 STD_INIT = 0.3
 
@@ -59,3 +59,13 @@ def cma_es(space: SearchSpace) -> Strategy:
         return CMAState(es=es_state, samples=state.samples)
 
     return Strategy(initial, init, ask, tell, ())
+
+
+SPEC = StrategySpec(
+    name="cma-es",
+    build=cma_es,
+    description="CMA-ES (evosax) on the gene box scaled to the unit cube",
+    min_popsize=4,
+    popsize=100,
+    budget=PAPER_BUDGET,
+)

@@ -31,7 +31,7 @@ from flax import struct
 
 from ..objective import clean_fitness
 from ..types import Strategy
-from .base import SearchSpace
+from .base import PAPER_BUDGET, SearchSpace, StrategySpec
 
 
 @struct.dataclass
@@ -137,3 +137,20 @@ def corner_scan(space: SearchSpace, probe: str = "farthest") -> Strategy:
         return state.replace(asked=state.asked + p, probe=probe)
 
     return Strategy(initial, init, ask, tell, (), image_aware=True)
+
+
+def corner_settings(probe="farthest"):
+    """The order of each pixel's corners, ``probe`` (static): see the module docstring."""
+    if probe not in PROBES:
+        raise ValueError(f"probe must be one of {list(PROBES)}, got {probe!r}")
+    return {"probe": probe}, ()
+
+
+SPEC = StrategySpec(
+    name="corner-scan",
+    build=corner_scan,
+    settings=corner_settings,
+    description="every pixel x every colour-cube corner once, most promising pixels first",
+    popsize=128,
+    budget=PAPER_BUDGET,
+)

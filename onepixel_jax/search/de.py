@@ -19,13 +19,17 @@ Fitness is minimised; NaN counts as the worst value.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from ..objective import clean_fitness
+from ..perturb import check_sampler
 from ..types import Strategy
-from .base import SearchSpace
+from .base import SearchSpace, StrategySpec
 
 MUTATIONS = ("rand1", "best1", "current_to_best1", "rand2")
 _DRAWS = {"rand1": 3, "best1": 3, "current_to_best1": 3, "rand2": 5}
@@ -169,3 +173,69 @@ def differential_evolution(
         )
 
     return Strategy(initial, init, ask, tell, DEParams())
+
+
+def check_F(F) -> float:
+    """The differential weight as a float in (0, 2], or one clear error."""
+    if isinstance(F, bool) or not isinstance(F, int | float | np.integer | np.floating):
+        raise TypeError(f"F must be a number, got {type(F).__name__} {F!r}")
+    if not np.isfinite(F) or not 0.0 < float(F) <= 2.0:
+        raise ValueError(f"F must be in (0, 2], got {F!r}")
+    return float(F)
+
+
+def check_crossover(rate) -> float | None:
+    """A binomial crossover rate in [0, 1], or ``None`` (no crossover), or one clear error."""
+    if rate is None:
+        return None
+    if isinstance(rate, bool) or not isinstance(rate, int | float | np.integer | np.floating):
+        raise TypeError(f"crossover must be a number, got {type(rate).__name__} {rate!r}")
+    if not np.isfinite(rate) or not 0.0 <= float(rate) <= 1.0:
+        raise ValueError(f"crossover must be None or a rate in [0, 1], got {rate!r}")
+    return float(rate)
+
+
+def check_mutation(mutation) -> str:
+    if mutation not in MUTATIONS:
+        raise ValueError(f"mutation must be one of {MUTATIONS}, got {mutation!r}")
+    return mutation
+
+
+def de_settings(F=0.5, crossover=None, mutation="rand1", sampler="paper", dither=False):
+    """DE's settings: ``F`` and the crossover rate are traced; the mutation, whether there is
+    crossover, the initial ``sampler`` and ``dither`` are static."""
+    rate = check_crossover(crossover)
+    if not isinstance(dither, bool | np.bool_):
+        raise TypeError(f"dither must be a bool, got {dither!r}")
+    options = {
+        "mutation": check_mutation(mutation),
+        "crossover": rate is not None,
+        "dither": bool(dither),
+        "sampler": check_sampler(sampler),
+    }
+    return options, DEParams(F=np.float32(check_F(F)), crossover_rate=np.float32(rate or 0.0))
+
+
+def paper_settings():
+    """The paper's DE has no settings: DE/rand/1, F = 0.5, no crossover, N(128, 127)."""
+    return {}, DEParams(F=np.float32(0.5), crossover_rate=np.float32(0.0))
+
+
+def _paper(space: SearchSpace) -> Strategy:
+    return differential_evolution(dataclasses.replace(space, sampler="paper"), "rand1", False)
+
+
+SPEC = StrategySpec(
+    name="de",
+    build=differential_evolution,
+    settings=de_settings,
+    description="differential evolution (paper: DE/rand/1, F=0.5, no crossover)",
+    min_popsize=4,
+)
+PAPER_SPEC = StrategySpec(
+    name="paper",
+    build=_paper,
+    settings=paper_settings,
+    description="the paper's DE exactly: DE/rand/1, F=0.5, no crossover, N(128, 127) colours",
+    min_popsize=4,
+)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from ..types import Strategy
-from .base import SearchSpace
+from .base import SearchSpace, StrategySpec
 
 
 @struct.dataclass
@@ -70,3 +70,23 @@ def grid_scan(space: SearchSpace, levels: int = 4) -> Strategy:
         return state
 
     return Strategy(initial, init, ask, tell, ())
+
+
+GRID_BUDGET = 65_536  # 32 x 32 pixels x 4^3 colours: the whole grid of a CIFAR-10 image
+
+
+def grid_settings(levels=4):
+    """The grid's ``levels`` per channel (static)."""
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+        raise ValueError(f"levels must be an int >= 2, got {levels!r}")
+    return {"levels": int(levels)}, ()
+
+
+SPEC = StrategySpec(
+    name="grid-scan",
+    build=grid_scan,
+    settings=grid_settings,
+    description="every pixel x a colour grid (4 levels per channel): which images can flip",
+    popsize=128,
+    budget=GRID_BUDGET,
+)

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from ..objective import clean_fitness
 from ..types import Strategy
-from .base import SearchSpace
+from .base import PAPER_BUDGET, SearchSpace, StrategySpec
 from .de import binomial_crossover, sample_indices
 
 
@@ -118,3 +119,18 @@ def jade(space: SearchSpace, p_best: float = 0.1) -> Strategy:
         )
 
     return Strategy(initial, init, ask, tell, JADEParams())
+
+
+def jade_settings():
+    return {}, JADEParams(c=np.float32(0.1), mu_F=np.float32(0.5), mu_CR=np.float32(0.5))
+
+
+SPEC = StrategySpec(
+    name="jade",
+    build=jade,
+    settings=jade_settings,
+    description="JADE: adaptive DE, current-to-pbest/1 with an archive, per-member F and CR",
+    min_popsize=4,
+    popsize=100,
+    budget=PAPER_BUDGET,
+)

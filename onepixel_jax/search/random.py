@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import jax
 
+from ..perturb import check_sampler
 from ..types import Strategy
-from .base import SearchSpace
+from .base import SearchSpace, StrategySpec
 
 
 def random_search(space: SearchSpace) -> Strategy:
@@ -28,3 +29,16 @@ def random_search(space: SearchSpace) -> Strategy:
         return state
 
     return Strategy(initial, init, ask, tell, ())
+
+
+def random_settings(sampler="paper"):
+    """Random search takes the initial ``sampler`` (static)."""
+    return {"sampler": check_sampler(sampler)}, ()
+
+
+SPEC = StrategySpec(
+    name="random",
+    build=random_search,
+    settings=random_settings,
+    description="random search from the initial sampler (the paper's baseline)",
+)

@@ -18,7 +18,7 @@ from flax import struct
 
 from ..objective import clean_fitness
 from ..types import Strategy
-from .base import SearchSpace
+from .base import PAPER_BUDGET, SearchSpace, StrategySpec
 
 ALPHA_INIT = 0.3
 HALVINGS = (0.001, 0.005, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8)
@@ -49,10 +49,11 @@ def corner_tuples(key: jax.Array, shape: tuple, space: SearchSpace) -> jax.Array
     return jnp.concatenate([rows[..., None], cols[..., None], vals.astype(jnp.float32)], -1)
 
 
-def sparse_rs(space: SearchSpace, horizon: int = 100) -> Strategy:
-    """Sparse-RS over ``space`` with ``space.popsize`` chains; ``horizon``: the run's
-    generations (the schedule's time axis)."""
+def sparse_rs(space: SearchSpace, horizon: int | None = None) -> Strategy:
+    """Sparse-RS over ``space`` with ``space.popsize`` chains; ``horizon``: the schedule's
+    time axis in generations (``None``: the run's, ``space.generations``)."""
     p, d, t = space.popsize, space.pixels, 2 + space.channels
+    horizon = space.generations if horizon is None else horizon
 
     def initial(key, params):
         return corner_tuples(jax.random.split(key)[0], (p, d), space).reshape(p, d * t)
@@ -80,3 +81,12 @@ def sparse_rs(space: SearchSpace, horizon: int = 100) -> Strategy:
         )
 
     return Strategy(initial, init, ask, tell, ())
+
+
+SPEC = StrategySpec(
+    name="sparse-rs",
+    build=sparse_rs,
+    description="Sparse-RS: parallel chains of corner pixels, one pixel moved per step",
+    popsize=100,
+    budget=PAPER_BUDGET,
+)

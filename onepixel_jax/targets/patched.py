@@ -34,3 +34,12 @@ def patched_forward(predict_fn: PredictFn, channel_axis: bool = True) -> Target:
         return probs.reshape(s, p, -1)
 
     return Target(prepare=prepare, evaluate=evaluate)
+
+
+def probs_from_logits(logits_fn: PredictFn) -> PredictFn:
+    """Wrap a logits function into the ``predict_fn`` the attack expects (softmax)."""
+
+    def predict_fn(batch: jax.Array) -> jax.Array:
+        return jax.nn.softmax(logits_fn(batch), axis=-1)
+
+    return predict_fn

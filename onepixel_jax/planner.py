@@ -1,0 +1,85 @@
+"""The one owner of slot and call sizing: how many images are evolved side by side (slots) and
+how many candidates go into one model call.
+
+Used alike by :func:`onepixel_jax.attack`, the sweep and the command line. On a CPU the
+default is one model call of about :data:`CPU_CALL_SIZE` candidates per generation (bigger
+calls are no faster per image there; ``benchmarks/bench_call_size.py``); on an accelerator,
+as many slots as about :data:`ACCELERATOR_CALL_VALUES` input values allow, in calls of a
+quarter of them. Plans never hold more slots than there are images.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+# Candidates per model call that run fastest per image on a CPU (benchmarks/bench_call_size.py),
+# and the input values per model call aimed at on accelerators.
+CPU_CALL_SIZE = 512
+ACCELERATOR_CALL_VALUES = 2**26
+
+
+class Schedule(NamedTuple):
+    """How the engine spends its model calls (none of it changes results).
+
+    Attributes:
+      batch_size: images evolved side by side (slots); ``None``: :func:`plan_slots` decides.
+      call_size: at most this many candidates per model call; ``None``: the device's size.
+      compact: once no image waits, pack busy slots together and skip model calls of
+        call groups whose slots are all idle.
+    """
+
+    batch_size: int | None = None
+    call_size: int | None = None
+    compact: bool = True
+
+
+def on_cpu() -> bool:
+    return jax.default_backend() == "cpu"
+
+
+def plan_slots(
+    popsize: int, num_images: int, image_shape: tuple, schedule: Schedule = Schedule()
+) -> tuple[int, int]:
+    """``(slots, call_slots)``: images evolved side by side, and slots per model call.
+
+    ``slots`` is a multiple of ``call_slots`` and at most ``num_images`` rounded up to one.
+    """
+    p = int(popsize)
+    per_slot = p * int(np.prod(image_shape))
+    cpu = on_cpu()
+    if schedule.call_size is not None:
+        call_slots = max(1, schedule.call_size // p)
+    elif cpu:
+        call_slots = max(1, CPU_CALL_SIZE // p)
+    else:
+        call_slots = max(1, ACCELERATOR_CALL_VALUES // (4 * per_slot))
+    if schedule.batch_size is not None:
+        slots = schedule.batch_size
+    elif cpu:
+        slots = call_slots
+    else:
+        slots = max(call_slots, ACCELERATOR_CALL_VALUES // per_slot)
+    slots = max(1, min(slots, num_images))
+    call_slots = min(call_slots, slots)
+    slots = -(-slots // call_slots) * call_slots
+    return slots, call_slots
+
+
+def images_per_call(popsize: int, image_shape: tuple, schedule: Schedule = Schedule()) -> int:
+    """How many images one engine call should receive to fill the device's slots: what a
+    sweep hands the engine at once (at least one)."""
+    slots, _ = plan_slots(popsize, 2**31 - 1, image_shape, schedule)
+    return max(1, slots)
+
+
+__all__ = [
+    "ACCELERATOR_CALL_VALUES",
+    "CPU_CALL_SIZE",
+    "Schedule",
+    "images_per_call",
+    "on_cpu",
+    "plan_slots",
+]
