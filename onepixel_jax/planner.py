@@ -68,18 +68,28 @@ def plan_slots(
     return slots, call_slots
 
 
-def images_per_call(popsize: int, image_shape: tuple, schedule: Schedule = Schedule()) -> int:
-    """How many images one engine call should receive to fill the device's slots: what a
-    sweep hands the engine at once (at least one)."""
+MIN_CHUNK = 16  # images per sweep chunk at least (a chunk is one engine call and one write)
+CHUNK_WAVES = 4  # a chunk fills the device's slots this many times over (queue, short tail)
+
+
+def chunk_images(
+    popsize: int, image_shape: tuple, attacks_per_image: int = 1, schedule: Schedule = Schedule()
+) -> int:
+    """Images per sweep chunk on this device: enough attacks (``attacks_per_image`` each) to
+    fill the planner's slots :data:`CHUNK_WAVES` times, so that images wait in the engine's
+    queue and finished slots are refilled inside the compiled loop; at least
+    :data:`MIN_CHUNK`."""
     slots, _ = plan_slots(popsize, 2**31 - 1, image_shape, schedule)
-    return max(1, slots)
+    return max(MIN_CHUNK, CHUNK_WAVES * slots // max(1, attacks_per_image))
 
 
 __all__ = [
     "ACCELERATOR_CALL_VALUES",
     "CPU_CALL_SIZE",
+    "CHUNK_WAVES",
+    "MIN_CHUNK",
     "Schedule",
-    "images_per_call",
+    "chunk_images",
     "on_cpu",
     "plan_slots",
 ]

@@ -25,7 +25,7 @@ from .planner import Schedule, plan_slots
 from .search import SearchMethod
 from .targets import check_probs, predict_in_batches
 from .targets.host import check_traceable
-from .targets.resolve import resolve
+from .targets.resolver import resolve
 from .types import PredictFn, Target
 
 
@@ -156,7 +156,7 @@ def run(
     image_keys: Any = None,
 ) -> AttackResult:
     """The attack from built objects: a search ``method`` (:func:`onepixel_jax.search.make`),
-    a ``target`` (:func:`onepixel_jax.targets.resolve.resolve`, or your own
+    a ``target`` (:func:`onepixel_jax.targets.resolver.resolve`, or your own
     :class:`~onepixel_jax.types.Target`) and an ``objective``
     (:func:`onepixel_jax.objective.make`, or criteria of your own).
 

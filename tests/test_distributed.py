@@ -134,17 +134,16 @@ def test_one_device_runs_the_loop_as_is_and_bad_meshes_are_refused():
         resolve_mesh([])
 
 
-def test_device_static_plans_a_share_like_one_device_plans_a_call():
+def test_device_plan_plans_a_share_like_one_device_plans_a_call():
     from onepixel_jax import engine
-    from onepixel_jax.distributed import device_static
+    from onepixel_jax.distributed import device_plan
 
-    fields = dict.fromkeys(engine._Static._fields)
-    static = engine._Static(**{**fields, "popsize": 12, "slots": 66, "call_slots": 33})
-    small, big = device_static(static, 2), device_static(static, 100)
+    plan = engine.Plan(slots=66, call_slots=33)
+    small, big = device_plan(plan, 2), device_plan(plan, 100)
     assert (small.slots, small.call_slots) == (33, 33)  # calls keep their shape
     assert (big.slots, big.call_slots) == (66, 33)  # a big share: the call's plan
-    assert device_static(static, 40).slots == 66
-    assert device_static(static, 20).slots == 33
+    assert device_plan(plan, 40).slots == 66
+    assert device_plan(plan, 20).slots == 33
 
 
 # --------------------------------------------------------------------------------------

@@ -172,7 +172,7 @@ def test_no_recompile_for_new_F_or_new_images_of_same_shape():
     labels = np.zeros(3, np.int32)
     cfg = opj.AttackConfig(popsize=8, max_iters=2)
     opj.attack(jax.random.key(0), red_needle_model, grey_images(3), labels, cfg)
-    before = engine._evolve_jit._cache_size()
+    before = engine.evolve._cache_size()
     other = rng.integers(0, 256, (3, H, W, 3)).astype(np.uint8)
     opj.attack(jax.random.key(1), red_needle_model, other, labels, cfg)
     opj.attack(
@@ -182,7 +182,7 @@ def test_no_recompile_for_new_F_or_new_images_of_same_shape():
         labels,
         opj.AttackConfig(popsize=8, max_iters=2, F=0.9),
     )
-    assert engine._evolve_jit._cache_size() == before
+    assert engine.evolve._cache_size() == before
     opj.attack(
         jax.random.key(1),
         red_needle_model,
@@ -190,7 +190,7 @@ def test_no_recompile_for_new_F_or_new_images_of_same_shape():
         labels,
         opj.AttackConfig(popsize=12, max_iters=2),
     )
-    assert engine._evolve_jit._cache_size() == before + 1  # a new population size does recompile
+    assert engine.evolve._cache_size() == before + 1  # a new population size does recompile
 
 
 def test_random_search_same_type_and_budget():
@@ -355,15 +355,13 @@ def test_progress_reports_every_generation_and_is_silent_when_asked(capsys):
 
 
 def test_plan_slots_defaults_and_explicit_sizes():
-    from onepixel_jax.engine import plan_slots
+    from onepixel_jax.planner import Schedule, plan_slots
 
-    paper = opj.AttackConfig()
-    assert plan_slots(paper, 100, (32, 32, 3)) == (1, 1)  # CPU: one call of 400 candidates
-    explicit = opj.AttackConfig(batch_size=10, call_size=800)
-    assert plan_slots(explicit, 100, (32, 32, 3)) == (10, 2)
-    assert plan_slots(explicit, 3, (32, 32, 3)) == (4, 2)  # 3 images -> 2 groups of 2 slots
-    small = opj.AttackConfig(popsize=20)
-    assert plan_slots(small, 6, (8, 8, 1)) == (6, 6)
+    assert plan_slots(400, 100, (32, 32, 3)) == (1, 1)  # CPU: one call of 400 candidates
+    explicit = Schedule(batch_size=10, call_size=800)
+    assert plan_slots(400, 100, (32, 32, 3), explicit) == (10, 2)
+    assert plan_slots(400, 3, (32, 32, 3), explicit) == (4, 2)  # 3 images: 2 groups of 2 slots
+    assert plan_slots(20, 6, (8, 8, 1)) == (6, 6)
 
 
 def test_a_numpy_predict_fn_gets_one_line_pointing_to_the_adapters():

@@ -1,4 +1,5 @@
-"""Every module of the package imports on its own, and no two modules import each other."""
+"""Every module of the package imports on its own, no two modules import each other (imports
+inside functions included), and no function shadows the module it lives in."""
 
 from __future__ import annotations
 
@@ -30,26 +31,23 @@ def _path(module: str) -> Path:
 
 
 def _imports(module: str, known: set[str]) -> set[str]:
-    """Package modules that ``module`` imports at module level (not inside functions)."""
+    """Package modules that ``module`` imports anywhere: at module level, inside functions,
+    under ``try`` or ``if`` (an import deferred into a function still ties the two modules)."""
     tree = ast.parse(_path(module).read_text())
     is_pkg = _path(module).name == "__init__.py"
     base = module.split(".") if is_pkg else module.split(".")[:-1]
     found: set[str] = set()
-    for node in tree.body:
-        stmts = [node]
-        if isinstance(node, ast.If | ast.Try):  # e.g. TYPE_CHECKING or optional imports
-            continue
-        for stmt in stmts:
-            if isinstance(stmt, ast.Import):
-                found.update(a.name for a in stmt.names)
-            elif isinstance(stmt, ast.ImportFrom):
-                if stmt.level:
-                    parent = ".".join(base[: len(base) - stmt.level + 1])
-                    target = f"{parent}.{stmt.module}" if stmt.module else parent
-                else:
-                    target = stmt.module or ""
-                found.add(target)
-                found.update(f"{target}.{a.name}" for a in stmt.names)
+    for stmt in ast.walk(tree):
+        if isinstance(stmt, ast.Import):
+            found.update(a.name for a in stmt.names)
+        elif isinstance(stmt, ast.ImportFrom):
+            if stmt.level:
+                parent = ".".join(base[: len(base) - stmt.level + 1])
+                target = f"{parent}.{stmt.module}" if stmt.module else parent
+            else:
+                target = stmt.module or ""
+            found.add(target)
+            found.update(f"{target}.{a.name}" for a in stmt.names)
     return {m for m in found if m in known and m != module}
 
 
@@ -123,3 +121,20 @@ def test_every_module_imports_first_in_a_fresh_interpreter():
         [sys.executable, "-c", code, *names], capture_output=True, text=True, cwd=ROOT
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_no_package_attribute_shadows_a_submodule():
+    """``package.name`` is the submodule ``package/name.py`` wherever both exist (a function
+    imported under a submodule's name, like ``search.jade``, hides the module)."""
+    import importlib
+    import types
+
+    bad = []
+    for name in _modules():
+        if "." not in name:
+            continue
+        parent, _, last = name.rpartition(".")
+        value = getattr(importlib.import_module(parent), last, None)
+        if value is not None and not isinstance(value, types.ModuleType):
+            bad.append(f"{parent}.{last} is a {type(value).__name__}, not the module")
+    assert not bad, bad

@@ -23,10 +23,9 @@ def build(name):
     """The strategy and its parameters, built once per name: strategies are pure functions,
     and one instance lets the tests share what a strategy compiles (evosax's CMA-ES jits its
     methods per instance)."""
-    spec = search.get(name)
-    cfg = opj.AttackConfig(strategy=name, pixels=SPACE.pixels, popsize=SPACE.popsize)
-    strategy = spec.build(SPACE, **spec.static_options(cfg))
-    params = jax.tree_util.tree_map(jnp.float32, spec.params(cfg))
+    method = search.make(name, pixels=SPACE.pixels, popsize=SPACE.popsize)
+    strategy = method.build(SPACE.height, SPACE.width, SPACE.channels)
+    params = method.params
     if strategy.image_aware:  # the same contract, with the image fixed
         initial, init = strategy.initial, strategy.init
         strategy = strategy._replace(
@@ -101,9 +100,17 @@ def test_nan_fitness_is_never_preferred(name):
     genes = strategy.initial(k, params)
     fit = jnp.full((SPACE.popsize,), jnp.nan).at[0].set(0.5)
     state = strategy.init(k, genes, fit, params)
-    for leaf in jax.tree_util.tree_leaves(state):
-        if jnp.issubdtype(leaf.dtype, jnp.floating):
-            assert not np.any(np.isnan(np.asarray(leaf))), "NaN fitness leaked into the state"
+    # then a generation whose every candidate is NaN: tell must not prefer any of them
+    k2 = jax.random.fold_in(k, 1)
+    asked, asked_state = strategy.ask(k2, state, params)
+    told = strategy.tell(k2, asked, jnp.full((SPACE.popsize,), jnp.nan), asked_state, params)
+    for tree in (state, told):
+        for leaf in jax.tree_util.tree_leaves(tree):
+            if jnp.issubdtype(leaf.dtype, jnp.floating):
+                assert not np.any(np.isnan(np.asarray(leaf))), "NaN fitness leaked into the state"
+    if hasattr(told, "population"):  # the one member with a finite fitness keeps its place
+        np.testing.assert_array_equal(np.asarray(told.population[0]), np.asarray(genes[0]))
+        assert float(told.fitness[0]) == 0.5
 
 
 def needle(batch):

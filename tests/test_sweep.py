@@ -24,7 +24,6 @@ from onepixel_jax.experiments.selection import targets_for
 from onepixel_jax.experiments.sweep import (
     SettingError,
     SweepConfig,
-    auto_batch_size,
     command_line,
     run_sweep,
 )
@@ -340,10 +339,28 @@ def test_error_messages_fit_one_line():
     assert inputs.one_line(KeyError()) == "KeyError"
 
 
-def test_auto_batch_size_bounds_values_per_call():
-    assert auto_batch_size(400, (32, 32, 3)) == 3
-    assert auto_batch_size(400, (8, 8, 1)) == 163
-    assert auto_batch_size(400, (227, 227, 3)) == 1
+def test_chunk_size_comes_from_the_device_and_is_kept_on_resume(tmp_path, monkeypatch):
+    from onepixel_jax import planner
+
+    # CPU: one slot of 400 candidates per call, so a chunk is the minimum of 16 images
+    assert planner.chunk_images(400, (32, 32, 3)) == planner.MIN_CHUNK
+    # an accelerator-sized plan (monkeypatched): four waves of its slots per chunk
+    monkeypatch.setattr(planner, "on_cpu", lambda: False)
+    slots, call_slots = planner.plan_slots(400, 10**6, (32, 32, 3))
+    assert call_slots == planner.ACCELERATOR_CALL_VALUES // (4 * 400 * 32 * 32 * 3)
+    assert slots >= planner.ACCELERATOR_CALL_VALUES // (400 * 32 * 32 * 3)
+    assert planner.chunk_images(400, (32, 32, 3)) == planner.CHUNK_WAVES * slots
+    assert planner.chunk_images(400, (32, 32, 3), 9) == planner.CHUNK_WAVES * slots // 9
+    monkeypatch.undo()
+    cfg = config(n_images=3, chunk_size=None)
+    sweep(tmp_path / "run", cfg)
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    want = planner.chunk_images(8, IMAGES.shape[1:])  # resolved on this device, recorded
+    assert info["config"]["chunk_size"] == want >= planner.MIN_CHUNK
+    # a resume with chunk_size None adopts the recorded one, even where the device differs
+    monkeypatch.setattr(planner, "chunk_images", lambda *a, **k: 999)
+    outcome = sweep(tmp_path / "run", config(n_images=4, chunk_size=None))
+    assert outcome.info["config"]["chunk_size"] == want
 
 
 def test_targets_for_modes():

@@ -85,8 +85,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--chunk-size",
         type=errors.int_at_least(1),
-        default=16,
-        help="images per engine call and per write; part of the configuration (default: 16)",
+        default=None,
+        help="images per engine call and per write; part of the configuration (default: the "
+        "device's size, 16 on a CPU, recorded in run.json)",
     )
     p.add_argument(
         "--batch-size",

@@ -24,14 +24,16 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
+from onepixel_jax import planner, runner
+from onepixel_jax.config import AttackConfig
 from onepixel_jax.errors import UsageError
 from onepixel_jax.experiments import run_folder
 from onepixel_jax.experiments.selection import MODES, select_images, targets_for
 
 EARLY_STOP_RULES = (None, "success", "threshold", "target_over_true")
-AUTO_BATCH_VALUES = 2**22
 SEED_LIMIT = 2**32  # seeds must fit in uint32 (jax.random.key)
 
 # The fields of SweepConfig in the order of the reproducing command line.
@@ -87,7 +89,9 @@ class SweepConfig:
       popsize, max_iters: the search budget, ``popsize * (max_iters + 1)`` evaluations.
       early_stop, threshold: the engine's stop rule (see ``AttackConfig``).
       seed: the random stream, ``0 <= seed < 2**32``.
-      chunk_size: images per engine call and per write.
+      chunk_size: images per engine call and per write; it fixes the random keys (part of the
+        configuration). ``None``: the device's size (:func:`onepixel_jax.planner.chunk_images`)
+        when the run is created, recorded in run.json and kept when the run resumes.
       methods: search methods run on the same images, e.g. ``("de", "random")``; the first
         is the main one, the others are compared with it.
       include_misclassified: attack every image with the model's prediction as label.
@@ -104,7 +108,7 @@ class SweepConfig:
     early_stop: str | None = "target_over_true"
     threshold: float | None = None
     seed: int = 0
-    chunk_size: int = 16
+    chunk_size: int | None = None
     methods: tuple[str, ...] = ("de",)
     include_misclassified: bool = False
 
@@ -122,6 +126,8 @@ class SweepConfig:
             ("chunk_size", 1),
         ):
             value = getattr(self, name)
+            if name == "chunk_size" and value is None:
+                continue
             if not _is_int(value):
                 raise SettingError(name, f"must be an integer, got {value!r}")
             if value < minimum:
@@ -198,16 +204,6 @@ class SweepOutcome:
     def reused_finished_run(self) -> bool:
         """True when the folder already held every record and nothing was attacked."""
         return self.attacks_run == 0 and self.attacks_reused > 0
-
-
-def auto_batch_size(popsize: int, image_shape: tuple[int, ...]) -> int:
-    """Attacks evolved side by side when no batch size is given.
-
-    Keeps one model call at about ``AUTO_BATCH_VALUES`` input values (e.g. 3 CIFAR-10 attacks
-    of 400 candidates, 13 on MNIST, 163 on 8x8 digits), which bounds the activation memory.
-    """
-    per_attack = popsize * int(np.prod(image_shape))
-    return max(1, AUTO_BATCH_VALUES // per_attack)
 
 
 def command_line(config: SweepConfig, out: str | Path, data_dir: str | None = None) -> str:
@@ -362,11 +358,29 @@ def _grow_run(out, info, config, predict_fn, images, labels, data_dir) -> dict:
     return info
 
 
+def _with_chunk_size(config, out, images, labels, card, class_names) -> SweepConfig:
+    """``config`` with its chunk size resolved: as given; else the one the run in ``out`` was
+    created with; else the device's (:func:`onepixel_jax.planner.chunk_images`)."""
+    if config.chunk_size is not None:
+        return config
+    if run_folder.has_run_info(out):
+        stored = run_folder.read_run_info(out).get("config", {}).get("chunk_size")
+        if _is_int(stored) and stored >= 1:
+            return dataclasses.replace(config, chunk_size=int(stored))
+    if class_names is not None:
+        k = len(class_names)
+    elif card is not None and "num_classes" in card:
+        k = int(card["num_classes"])
+    else:
+        k = int(np.max(labels)) + 1 if len(labels) else 2
+    per_image = max(1, k - 1) if config.mode == "all-targets" else 1
+    chunk = planner.chunk_images(config.popsize, images.shape[1:], per_image)
+    return dataclasses.replace(config, chunk_size=chunk)
+
+
 def _attack_config(config: SweepConfig, batch_size: int | None, method: str):
     """The engine settings of ``method`` (a strategy name of the search registry)."""
-    import onepixel_jax as opj
-
-    return opj.AttackConfig(
+    return AttackConfig(
         strategy=method,
         pixels=config.pixels,
         popsize=config.popsize,
@@ -485,8 +499,8 @@ def run_sweep(
         checked and recorded).
       class_names: names of the K classes, for the report.
       data_dir: recorded in run.json and its reproducing command only.
-      batch_size: attacks the engine evolves side by side (memory and speed only); ``None``
-        picks :func:`auto_batch_size`.
+      batch_size: attacks the engine evolves side by side (memory and speed only); ``None``:
+        the engine's planner (:mod:`onepixel_jax.planner`).
       attack_fn: the engine, ``fn(key, predict_fn, images, labels, cfg, targets=...) ->
         AttackResult`` with ``cfg.strategy`` the method's name; ``None`` is
         :func:`onepixel_jax.attack`.
@@ -505,8 +519,6 @@ def run_sweep(
       UsageError: impossible inputs (sizes, shapes, another run's folder), before any attack.
       DamagedFileError: a run-folder file cannot be read back.
     """
-    import jax
-
     if not isinstance(config, SweepConfig):
         raise TypeError(f"config must be a SweepConfig, got {type(config).__name__}")
     if batch_size is not None and (not _is_int(batch_size) or batch_size < 1):
@@ -523,10 +535,9 @@ def run_sweep(
     if images.ndim != 4:
         raise UsageError(f"images must be (N, H, W, C) or (N, H, W), got shape {images.shape}")
     if attack_fn is None:
-        import onepixel_jax as opj
-
-        attack_fn = opj.attack
+        attack_fn = runner.attack
     _check_inputs(config, images, labels, card)
+    config = _with_chunk_size(config, out, images, labels, card, class_names)
     info = check_resume(out, config, _model_sha(card))
 
     grown = False
@@ -554,8 +565,7 @@ def run_sweep(
     first = methods[0]
     chunk = config.chunk_size
     base_key = jax.random.key(config.seed)
-    batch = batch_size or auto_batch_size(config.popsize, images.shape[1:])
-    cfgs = {m: _attack_config(config, batch, m) for m in config.methods}
+    cfgs = {m: _attack_config(config, batch_size, m) for m in config.methods}
 
     def chunk_rows(start: int) -> list[tuple[int, int, int, int | None]]:
         stop = min(start + chunk, len(indices))

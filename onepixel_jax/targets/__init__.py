@@ -13,7 +13,7 @@ from ..types import Target
 from .batched import check_probs, predict_in_batches
 from .host import HostTarget, from_numpy, from_onnx, from_torch
 from .patched import patched_forward, probs_from_logits
-from .resolve import resolve
+from .resolver import resolve
 
 __all__ = [
     "HostTarget",
