@@ -230,7 +230,7 @@ CLI_CASES = [
     ("train-out-empty", train(out=""), None, "must not be empty"),
     ("train-seed", train("--seed", str(2**32)), None, "--seed"),
     ("train-batch-size-0", train("--batch-size", "0"), None, "--batch-size"),
-    ("train-architecture", train("--model", "resnet"), None, "invalid choice"),
+    ("train-architecture", train("--model", "resnet50"), None, "invalid choice"),
     # fool
     ("fool-generations-0", fool("--generations", "0"), None, "--generations"),
     ("fool-out-is-file", fool(out="{tmp}/f"), _file("f"), "not a directory"),

@@ -20,14 +20,15 @@ network's probabilities on the input and on each squeezed version of it
 a given false-positive rate on clean images (:func:`calibrate_threshold`, 5 % by default).
 :class:`FeatureSqueezingDetector` holds the squeezers and the threshold.
 
-Attacking the detector: the engine's success rule is the argmax rule, so "fooled and not
-detected" enters through what the attacker observes. :func:`detection_aware_target` is the
-attacker's view of the guarded system as a :class:`~onepixel_jax.types.Target`: a query the
-detector flags is scored as if the network had answered with the image's clean class (weight
-``reject_weight`` > 0.5 mixed with the network's probabilities, so its argmax is the clean
-class and its fitness stays graded by ``p_true``), so a candidate counts as a success only when
-it is misclassified and not flagged. Measurements still recompute detection on the returned
-images (:func:`FeatureSqueezingDetector.flags`).
+Attacking the detector: the target :func:`detector_target` observes the network's
+probabilities and the detector's score per candidate, and :func:`detection_aware_objective`
+makes success "fooled and not detected" by combining criteria
+(``Misclassified() & ~Detected(threshold)``, :mod:`onepixel_jax.objective`), with flagged
+candidates ranked behind every unflagged one. The attack's verdict on the returned image is
+that same criterion::
+
+    res = opj.run(key, detector_target(det), images, labels,
+                  method=opj.search.make("paper"), objective=detection_aware_objective(det))
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import objective as objective_lib
 from ..perturb import apply_pixels
 from ..types import PredictFn, Target
 
@@ -48,8 +50,9 @@ __all__ = [
     "FeatureSqueezingDetector",
     "bit_depth",
     "calibrate_threshold",
-    "detection_aware_target",
+    "detection_aware_objective",
     "detection_scores",
+    "detector_target",
     "get_squeezer",
     "median_filter",
     "squeezed",
@@ -214,32 +217,21 @@ class FeatureSqueezingDetector:
         return self.scores(images, batch) > self.threshold
 
 
-def detection_aware_target(
-    detector: FeatureSqueezingDetector, reject_weight: float = 0.51
-) -> Target:
-    """The attacker's view of the network guarded by ``detector``, as a Target.
-
-    For a candidate ``x'`` of an image whose clean class is ``c`` (the network's argmax on the
-    clean image, computed once per image in ``prepare``), the returned probabilities are
-    ``p(x')`` when the detector does not flag ``x'``, and
-    ``reject_weight * onehot(c) + (1 - reject_weight) * p(x')`` when it does. With
-    ``reject_weight > 0.5`` a flagged candidate's argmax is ``c``: the engine's argmax rule
-    then counts as success exactly "misclassified and not detected" for images the network
-    classifies correctly, and the paper's fitness ``p_true`` still ranks flagged candidates
-    (all worse than ``reject_weight``). The detector costs ``1 + len(squeezers)`` network
-    evaluations per candidate; the engine counts one query.
-    """
-    if not 0.5 < reject_weight <= 1.0:
-        raise ValueError(f"reject_weight must be in (0.5, 1], got {reject_weight!r}")
-    return _detection_aware_target(detector, float(reject_weight))
+def detector_target(detector: FeatureSqueezingDetector) -> Target:
+    """The network guarded by ``detector`` as a Target that observes both: per candidate it
+    returns the network's ``"probs"`` and the detector's ``"detection_score"``, for criteria
+    such as ``Misclassified() & ~Detected(detector.threshold)``
+    (:func:`detection_aware_objective`). The detector costs ``1 + len(squeezers)`` network
+    evaluations per candidate; the engine counts one query."""
+    return _detector_target(detector)
 
 
 @functools.lru_cache(maxsize=16)
-def _detection_aware_target(detector: FeatureSqueezingDetector, reject_weight: float) -> Target:
-    predict_fn, squeezers, threshold = detector.predict_fn, detector.squeezers, detector.threshold
+def _detector_target(detector: FeatureSqueezingDetector) -> Target:
+    predict_fn, squeezers = detector.predict_fn, detector.squeezers
 
     def prepare(images):
-        return jnp.argmax(predict_fn(jnp.asarray(images, jnp.float32)), axis=-1)
+        return ()
 
     def evaluate(cache, images, pixels):
         s, p = pixels.shape[:2]
@@ -250,9 +242,27 @@ def _detection_aware_target(detector: FeatureSqueezingDetector, reject_weight: f
         probs = predict_fn(jnp.concatenate([batch, *[fn(batch) for fn in fns]], axis=0))
         probs = probs.reshape(len(fns) + 1, s * p, -1)
         score = jnp.max(jnp.sum(jnp.abs(probs[1:] - probs[0][None]), axis=-1), axis=0)
-        flagged = (score > threshold).reshape(s, p, 1)
-        clean = jax.nn.one_hot(cache, probs.shape[-1], dtype=probs.dtype)[:, None, :]
-        p_x = probs[0].reshape(s, p, -1)
-        return jnp.where(flagged, reject_weight * clean + (1.0 - reject_weight) * p_x, p_x)
+        return {"probs": probs[0].reshape(s, p, -1), "detection_score": score.reshape(s, p)}
 
     return Target(prepare=prepare, evaluate=evaluate)
+
+
+def detection_aware_objective(
+    detector: FeatureSqueezingDetector,
+    targeted: bool = False,
+    early_stop: str | None = "success",
+) -> objective_lib.Objective:
+    """The attacker's objective against the detector-guarded network (with
+    :func:`detector_target`): success is "fooled and not flagged"
+    (``Misclassified() & ~Detected(threshold)``, or ``ReachesTarget()`` targeted); a flagged
+    candidate's fitness is the paper's plus 1, so every unflagged candidate ranks first. With
+    ``early_stop="success"`` an image stops at its first undetected success."""
+    flagged = objective_lib.Detected(jnp.float32(detector.threshold))
+    success = objective_lib.success_criterion(targeted) & ~flagged
+    stop = success if early_stop == "success" else objective_lib.stop_rule(early_stop, targeted)
+    return objective_lib.Objective(
+        success=success,
+        stop=stop,
+        penalty=flagged,
+        targeted=bool(targeted),
+    )
