@@ -125,3 +125,28 @@ def test_binomial_crossover_rate_and_forced_gene():
 def test_unknown_mutation_rejected():
     with pytest.raises(ValueError, match="mutation"):
         de.differential_evolution(SPACE, mutation="rand2x")
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_de_variants_match_numpy(jit):
+    rng = np.random.default_rng(0)
+    pop = rng.normal(size=(8, 5)).astype(np.float32)
+    fit = rng.random(8).astype(np.float32)
+    idx = np.stack([rng.choice(np.delete(np.arange(8), i), 5, replace=False) for i in range(8)])
+    fn = jax.jit(de.mutate_variant, static_argnums=0) if jit else de.mutate_variant
+    b = int(np.argmin(fit))
+    want = {
+        "current_to_best1": pop + 0.5 * (pop[b] - pop) + 0.5 * (pop[idx[:, 0]] - pop[idx[:, 1]]),
+        "rand2": pop[idx[:, 0]]
+        + 0.5 * (pop[idx[:, 1]] - pop[idx[:, 2]])
+        + 0.5 * (pop[idx[:, 3]] - pop[idx[:, 4]]),
+        "best1": pop[b] + 0.5 * (pop[idx[:, 0]] - pop[idx[:, 1]]),
+    }
+    for name, ref in want.items():
+        got = fn(name, jnp.asarray(pop), jnp.asarray(fit), jnp.asarray(idx), 0.5)
+        np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_de_rand2_needs_six_members():
+    with pytest.raises(ValueError, match="popsize must be at least 6"):
+        de.differential_evolution(SearchSpace(1, 4, 4, 3, 5), "rand2")
