@@ -96,14 +96,14 @@ def _damage(name: str, how: str):
 def _card(content: str):
     def setup(tmp: Path) -> None:
         (tmp / "ckpt").mkdir()
-        shutil.copy(ROOT / "models" / "digits-cnn" / "params.msgpack", tmp / "ckpt")
+        shutil.copy(opj.models.models_dir() / "digits-cnn" / "params.msgpack", tmp / "ckpt")
         (tmp / "ckpt" / "card.json").write_text(content)
 
     return setup
 
 
 def _card_without(field: str):
-    card = json.loads((ROOT / "models" / "digits-cnn" / "card.json").read_text())
+    card = json.loads((opj.models.models_dir() / "digits-cnn" / "card.json").read_text())
     del card[field]
     return _card(json.dumps(card))
 

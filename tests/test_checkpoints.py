@@ -1,9 +1,14 @@
-"""Every committed checkpoint under models/ loads, matches its SHA-256 and its card's accuracy."""
+"""Every checkpoint shipped in onepixel_jax/zoo/weights/ loads, matches its SHA-256 and its
+card's accuracy, and ships inside the wheel."""
 
 from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -68,3 +73,20 @@ def test_checkpoint_matches_its_card(name):
 
 def test_committed_checkpoints_exist():
     assert "digits-cnn" in models.list_models()
+
+
+def test_checkpoints_ship_inside_the_wheel(tmp_path):
+    """An installed package (not only a checkout) finds the committed checkpoints: the wheel
+    holds every card and checkpoint as package data."""
+    root = Path(models.__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(root)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in models.list_models():
+        for file in (models.CARD_FILE, models.CHECKPOINT_FILE):
+            assert f"onepixel_jax/zoo/weights/{name}/{file}" in names, (name, file)

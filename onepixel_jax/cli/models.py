@@ -1,6 +1,6 @@
 """onepixel models [NAME]: the committed checkpoints, or the model card of one of them.
 
-Without a name: one line per checkpoint under models/ (name, architecture, dataset, test
+Without a name: one line per checkpoint under onepixel_jax/zoo/weights/ (name, architecture, dataset, test
 accuracy, parameters and checkpoint size). With a name: its model card (card.json) as JSON.
 """
 

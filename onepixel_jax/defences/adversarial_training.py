@@ -19,7 +19,7 @@ With ``attack_images = 0`` it is plain fine-tuning, with dead pixels when
 The network starts from a checkpoint (fine-tuning: the scaled-down protocol; training from
 scratch with dead pixels is ``onepixel train --dead-pixel-rate``). The result is a checkpoint
 folder with its card (``"defence"`` says how it was trained), loadable by name once under
-``models/``.
+``onepixel_jax/zoo/weights/``.
 
 Command line: ``onepixel defend fine-tune --model lenet-mnist --out DIR``
 (``python -m onepixel_jax.defences.adversarial_training`` runs the same command).

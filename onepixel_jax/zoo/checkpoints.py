@@ -3,7 +3,7 @@
 A checkpoint is a directory with ``params.msgpack`` (``flax.serialization`` msgpack of the
 variables ``{"params": ..., "batch_stats": ...}``; NumPy arrays only, never pickle) and
 ``card.json`` (the model card). The committed checkpoints live in the repository's
-``models/`` directory and load by name (:func:`list_models`).
+``onepixel_jax/zoo/weights/`` directory (shipped with the package) and load by name (:func:`list_models`).
 
 :class:`ModelCard` is parsed and validated from ``card.json``: a missing or bad field raises
 :class:`CardError` naming the file and the field. The card also reads like the JSON object it
@@ -187,8 +187,9 @@ def _is_real(value: Any) -> bool:
 
 
 def models_dir() -> Path:
-    """The ``models/`` directory of the repository holding the committed checkpoints."""
-    return Path(__file__).resolve().parents[2] / "models"
+    """The directory of the checkpoints that ship with the package (``onepixel_jax/zoo/weights``,
+    installed with it as package data)."""
+    return Path(__file__).resolve().parent / "weights"
 
 
 def list_models() -> list[str]:
