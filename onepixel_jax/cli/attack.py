@@ -25,8 +25,9 @@ from onepixel_jax.experiments.sweep import (
     method_names,
     run_sweep,
 )
+from onepixel_jax.objective import STOP_RULES
 
-EARLY_STOP_CHOICES = ("none", "success", "threshold", "target_over_true")
+EARLY_STOP_CHOICES = tuple("none" if r is None else r for r in STOP_RULES)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

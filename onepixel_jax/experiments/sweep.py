@@ -32,8 +32,8 @@ from onepixel_jax.config import AttackConfig
 from onepixel_jax.errors import UsageError
 from onepixel_jax.experiments import run_folder
 from onepixel_jax.experiments.selection import MODES, select_images, targets_for
+from onepixel_jax.objective import STOP_RULES
 
-EARLY_STOP_RULES = (None, "success", "threshold", "target_over_true")
 SEED_LIMIT = 2**32  # seeds must fit in uint32 (jax.random.key)
 
 # The fields of SweepConfig in the order of the reproducing command line.
@@ -136,7 +136,7 @@ class SweepConfig:
             raise SettingError("seed", f"must be an integer in [0, 2**32), got {self.seed!r}")
         if self.mode not in MODES:
             raise SettingError("mode", f"must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.early_stop not in EARLY_STOP_RULES:
+        if self.early_stop not in STOP_RULES:
             raise SettingError(
                 "early_stop", f"must be None, success, threshold or target_over_true, "
                 f"got {self.early_stop!r}"

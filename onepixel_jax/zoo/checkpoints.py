@@ -2,8 +2,8 @@
 
 A checkpoint is a directory with ``params.msgpack`` (``flax.serialization`` msgpack of the
 variables ``{"params": ..., "batch_stats": ...}``; NumPy arrays only, never pickle) and
-``card.json`` (the model card). The committed checkpoints live in the repository's
-``onepixel_jax/zoo/weights/`` directory (shipped with the package) and load by name (:func:`list_models`).
+``card.json`` (the model card). The committed checkpoints live in
+``onepixel_jax/zoo/weights/`` (shipped with the package) and load by name (:func:`list_models`).
 
 :class:`ModelCard` is parsed and validated from ``card.json``: a missing or bad field raises
 :class:`CardError` naming the file and the field. The card also reads like the JSON object it
