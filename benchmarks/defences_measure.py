@@ -387,7 +387,8 @@ def args_acc(name: str) -> str:
 
 
 def promote(args: argparse.Namespace) -> None:
-    """Copy a trained defence checkpoint into ``onepixel_jax/zoo/weights/NAME`` (loadable by name): the card
+    """Copy a trained defence checkpoint into ``onepixel_jax/zoo/weights/NAME`` (loadable by
+    name): the card
     gets the name, the command that made it, ``training_time_seconds`` (a fooling-class round
     records it as the round's seconds) and the spot check of 300 test images."""
     import shutil

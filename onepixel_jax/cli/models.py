@@ -1,7 +1,8 @@
 """onepixel models [NAME]: the committed checkpoints, or the model card of one of them.
 
 Without a name: one line per checkpoint shipped in onepixel_jax/zoo/weights/ (name,
-architecture, dataset, test accuracy, parameters and checkpoint size). With a name: its model card (card.json) as JSON.
+architecture, dataset, test accuracy, parameters and checkpoint size). With a name: its model
+card (card.json) as JSON.
 """
 
 from __future__ import annotations
