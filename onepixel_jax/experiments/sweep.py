@@ -28,6 +28,7 @@ import numpy as np
 
 from onepixel_jax.errors import UsageError
 from onepixel_jax.experiments import run_folder
+from onepixel_jax.experiments.lock import RunFolderLock
 from onepixel_jax.experiments.selection import MODES, select_images, targets_for
 
 EARLY_STOP_RULES = (None, "success", "threshold", "target_over_true")
@@ -504,9 +505,8 @@ def run_sweep(
     Raises:
       UsageError: impossible inputs (sizes, shapes, another run's folder), before any attack.
       DamagedFileError: a run-folder file cannot be read back.
+      RunFolderBusyError: another process is writing ``out`` (or this share of it).
     """
-    import jax
-
     if not isinstance(config, SweepConfig):
         raise TypeError(f"config must be a SweepConfig, got {type(config).__name__}")
     if batch_size is not None and (not _is_int(batch_size) or batch_size < 1):
@@ -527,8 +527,22 @@ def run_sweep(
 
         attack_fn = opj.attack
     _check_inputs(config, images, labels, card)
-    info = check_resume(out, config, _model_sha(card))
+    check_resume(out, config, _model_sha(card))  # another run's folder: refused untouched
+    with RunFolderLock(out, shard):  # one writer per folder, or per share (issue #24)
+        return _locked_sweep(
+            config, out, predict_fn, images, labels, card, class_names, data_dir,
+            batch_size, attack_fn, progress, shard,
+        )  # fmt: skip
 
+
+def _locked_sweep(
+    config, out, predict_fn, images, labels, card, class_names, data_dir,
+    batch_size, attack_fn, progress, shard,
+) -> SweepOutcome:  # fmt: skip
+    """The body of :func:`run_sweep`, run while holding the run folder's writer lock."""
+    import jax
+
+    info = check_resume(out, config, _model_sha(card))
     grown = False
     if info is None:
         info = _new_run_info(config, out, predict_fn, images, labels, card, class_names, data_dir)
