@@ -4,7 +4,9 @@ This package is argument parsing only; every command calls library functions. Ea
 module exposes ``register_cli(subparsers)``, which adds its parser and sets ``func`` to a
 callable ``func(args) -> int`` (the exit code). :func:`main` runs it through
 :func:`onepixel_jax.cli.errors.run_command`, so that every command reports a bad argument,
-input, path or file as one line on stderr with exit code 2.
+input, path or file as one line on stderr with exit code 2. Run as the ``onepixel`` process
+itself (``argv`` None), SIGINT and SIGTERM stop a command cleanly with exit code 130 or 143
+(:func:`onepixel_jax.cli.errors.install_interrupt_handlers`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ import argparse
 import importlib
 import sys
 
-from onepixel_jax.cli.errors import ArgumentParser, run_command
+from onepixel_jax.cli.errors import (
+    ArgumentParser,
+    finish_process,
+    install_interrupt_handlers,
+    run_command,
+)
 
 # Modules that contribute sub-commands, in the order they are listed by --help.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -39,16 +46,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``onepixel`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
-    parser = build_parser()
+    """Run ``onepixel`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code.
+
+    With ``argv`` None this is the ``onepixel`` process itself: interrupts are handled as
+    described in :mod:`onepixel_jax.cli.errors`, and an interrupted command ends the process
+    (``os._exit``) once its files are safe.
+    """
+    entry = argv is None
+    if entry:
+        install_interrupt_handlers()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, or a one-line argument error
-        return exc.code if isinstance(exc.code, int) else 2
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return 2
-    return run_command(f"onepixel {args.command}", args.func, args)
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help, or a one-line argument error
+            return exc.code if isinstance(exc.code, int) else 2
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return 2
+        code = run_command(f"onepixel {args.command}", args.func, args)
+    except KeyboardInterrupt:  # before the command started (while importing)
+        print("onepixel: interrupted", file=sys.stderr)
+        code = 130
+    return finish_process(code) if entry else code
 
 
 if __name__ == "__main__":

@@ -145,7 +145,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--coordinator-address",
         default=None,
         metavar="HOST:PORT",
-        type=errors.non_empty,
+        type=errors.host_port,
         help="jax.distributed coordinator (process 0's host); implies --distributed",
     )
     g.add_argument(
@@ -294,6 +294,8 @@ def _interrupt_on_sigterm():
     def handler(signum, frame):
         raise KeyboardInterrupt
 
+    if errors.interrupts_handled():  # the onepixel process's own handlers (exit code 143)
+        return None
     try:
         return signal.signal(signal.SIGTERM, handler)
     except ValueError:
@@ -321,10 +323,12 @@ def sweep(
     """
     errors.check_output_dir(out)
     errors.check_input_dir(data_dir, "--data-dir")
+    inputs.check_sizes(config, batch_size)  # int32 counters, before loading anything
     predict_fn, card = inputs.load_model(config.model)
     images, labels, class_names = inputs.load_dataset(
         config.dataset, config.split, data_dir, download
     )
+    inputs.check_sweep(config, predict_fn, card, images, labels, batch_size)  # memory, contract
     bar = ProgressBar(quiet)
     previous = _interrupt_on_sigterm()
     try:

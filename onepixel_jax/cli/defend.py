@@ -88,6 +88,23 @@ def _check_model(name: str) -> None:
         )
 
 
+def _check_start(args: argparse.Namespace) -> None:
+    """Before any work: the starting checkpoint loads and keeps the model contract, and the
+    dead pixels fit its images (UsageError naming the flag)."""
+    from onepixel_jax.experiments.inputs import load_model
+
+    _, card = load_model(args.model)
+    if not card.get("input_shape"):
+        return
+    h, w, _ = card["input_shape"]
+    dead = getattr(args, "dead_pixels", None)
+    if dead is not None and dead > h * w:
+        raise UsageError(f"--dead-pixels {dead} exceeds the {h * w} pixels of {h}x{w} images")
+    pixels = getattr(args, "attack_pixels", None)
+    if pixels is not None and pixels > h * w:
+        raise UsageError(f"--attack-pixels {pixels} exceeds the {h * w} pixels of {h}x{w} images")
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
@@ -180,10 +197,12 @@ def _run_fine_tune(args: argparse.Namespace) -> int:
     _check_model(args.model)
     errors.check_output_dir(args.out)
     errors.check_input_dir(args.data_dir, "--data-dir")
-    try:
-        card = adv_lib.adversarial_fine_tune(config, args.out, name=args.name)
-    except ValueError as err:  # a checkpoint, data files or --attack-pixels that do not fit
-        raise UsageError(_attack_error(err) or str(err)) from None
+    _check_start(args)
+    with errors.removed_on_failure(args.out):  # a refused or failed run leaves nothing
+        try:
+            card = adv_lib.adversarial_fine_tune(config, args.out, name=args.name)
+        except ValueError as err:  # a checkpoint, data files or --attack-pixels that do not fit
+            raise UsageError(_attack_error(err) or str(err)) from None
     print(
         f"[defend] {card['defence']['kind']}: clean test accuracy "
         f"{100 * card['test_accuracy']:.2f}% -> {args.out}"
@@ -265,10 +284,12 @@ def _run_fooling_class(args: argparse.Namespace) -> int:
     _check_model(args.model)
     errors.check_output_dir(args.out)
     errors.check_input_dir(args.data_dir, "--data-dir")
-    try:
-        records = fc_lib.retrain_with_fooling_class(config, args.out)
-    except ValueError as err:  # a used work folder, a checkpoint or data that do not fit
-        raise UsageError(str(err)) from None
+    _check_start(args)
+    with errors.removed_on_failure(args.out):  # a refused or failed run leaves nothing
+        try:
+            records = fc_lib.retrain_with_fooling_class(config, args.out)
+        except ValueError as err:  # a used work folder, a checkpoint or data that do not fit
+            raise UsageError(str(err)) from None
     rounds = [r for r in records if not r.get("evolution_only")]
     if rounds:
         last = rounds[-1]

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from onepixel_jax.cli import errors
+from onepixel_jax.errors import UsageError
+from onepixel_jax.experiments.inputs import one_line
 
 DIGITS = ("digits-cnn", "digits")
 CIFAR = ("allconv-cifar10", "cifar10")
@@ -26,12 +28,24 @@ FIGURES = ("class_pairs.png", "per_class.png", "fitness.png", "examples.png")
 
 
 def cifar10_available(data_dir: str | None = None) -> bool:
-    """Whether CIFAR-10's test split can be read from local files (never downloads)."""
+    """Whether CIFAR-10's test split can be read from local files (never downloads).
+
+    False when no CIFAR-10 is found (the demo then uses the digits); a CIFAR-10 that is found
+    but cannot be read (a damaged or truncated file) raises UsageError naming it, rather than
+    falling back without a word.
+    """
     from onepixel_jax import data
 
     try:
         data.load("cifar10", "test", data_dir=data_dir, limit=1, download=False)
-    except (OSError, ValueError, ImportError):
+    except data.DataNotFoundError:
+        return False
+    except (OSError, ValueError) as err:
+        raise UsageError(
+            f"CIFAR-10 was found but cannot be read: {one_line(err)}; repair or remove it "
+            "(without CIFAR-10 the demo uses the digits)"
+        ) from None
+    except ImportError:
         return False
     return True
 

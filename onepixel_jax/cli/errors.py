@@ -1,26 +1,37 @@
 """How every ``onepixel`` command reports a mistake: one line on stderr and exit code 2.
 
 :func:`run_command` runs a command's function. Input errors (:class:`UsageError`,
-:class:`DamagedFileError`, a dataset that is not found, a path the operating system refuses)
-become ``onepixel CMD: error: <one line>`` on stderr and exit code 2; anything else is an
-internal error and keeps its traceback. :class:`ArgumentParser` gives argparse's own errors
-the same one-line form, and the argument types below reject impossible values while parsing,
-before any work starts.
+:class:`DamagedFileError`, an unsafe output path, a dataset that is not found, a path the
+operating system refuses, a full disk, a host model that raised during the search, memory
+that runs out) become ``onepixel CMD: error: <one line>`` on stderr and exit code 2; anything
+else is an internal error and keeps its traceback. :class:`ArgumentParser` gives argparse's
+own errors the same one-line form, and the argument types below reject impossible values
+while parsing, before any work starts.
+
+Interrupts: :func:`install_interrupt_handlers` (done by ``onepixel`` itself, not by
+``main(argv)`` called from Python) turns SIGINT and SIGTERM into ``KeyboardInterrupt``; the
+command stops after the records of finished work are on disk and exits with 130 (SIGINT) or
+143 (SIGTERM). :func:`finish_process` then ends the process with ``os._exit`` after flushing
+its output, which skips the interpreter's teardown, where XLA's threads could crash it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
+import shutil
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from onepixel_jax.errors import UsageError
-from onepixel_jax.files import DamagedFileError
+from onepixel_jax.files import DamagedFileError, UnsafeFileError
 
 SEED_LIMIT = 2**32  # jax.random.key and NumPy seeds take uint32
+INT32_MAX = 2**31 - 1  # the engine counts generations, images and queries in int32
 
 # Operating-system errors that are about a path the user gave (not a bug in the package).
 _PATH_ERRORS = (
@@ -33,7 +44,7 @@ _PATH_ERRORS = (
 
 
 def _input_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [UsageError, DamagedFileError]
+    errors: list[type[BaseException]] = [UsageError, DamagedFileError, UnsafeFileError]
     try:
         from onepixel_jax.data import DataNotFoundError
     except ImportError:  # pragma: no cover - data is part of the package
@@ -59,28 +70,131 @@ def error_line(prog: str, message: object) -> str:
     return f"{prog}: error: {one_line(message)}"
 
 
+def _os_hint(exc: OSError) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "; free some space and run the same command again (finished work is kept)"
+    if exc.errno == errno.ENAMETOOLONG:
+        return "; use a shorter path"
+    return ""
+
+
+def _host_failure(exc: BaseException) -> BaseException | None:
+    """The recorded error of a host model (NumPy, ONNX, PyTorch) that raised inside the
+    compiled search, which reaches us as an opaque XLA runtime error; None for others."""
+    host = sys.modules.get("onepixel_jax.targets.host")
+    if host is None:
+        return None
+    return host.host_failure(exc)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    return type(exc).__name__ in ("JaxRuntimeError", "XlaRuntimeError") and (
+        "RESOURCE_EXHAUSTED" in str(exc) or "Out of memory" in str(exc)
+    )
+
+
 def run_command(prog: str, func: Callable[[argparse.Namespace], int | None], args) -> int:
     """Run ``func(args)``; input errors print one line on stderr and return 2.
 
     ``prog`` is the command's name as shown (``"onepixel attack"``). KeyboardInterrupt returns
-    130 with one line; every other exception propagates with its traceback.
+    130 with one line (143 when it came from SIGTERM through the handlers of
+    :func:`install_interrupt_handlers`); every other exception propagates with its traceback.
     """
     try:
-        return int(func(args) or 0)
+        code = int(func(args) or 0)
     except _input_errors() as exc:
         print(error_line(prog, exc), file=sys.stderr)
-        return 2
+        code = 2
     except _PATH_ERRORS as exc:
-        print(error_line(prog, _os_message(exc)), file=sys.stderr)
-        return 2
+        print(error_line(prog, _os_message(exc) + _os_hint(exc)), file=sys.stderr)
+        code = 2
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT):
-            print(error_line(prog, _os_message(exc)), file=sys.stderr)
-            return 2
-        raise
+        if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.ENAMETOOLONG):
+            raise
+        print(error_line(prog, _os_message(exc) + _os_hint(exc)), file=sys.stderr)
+        code = 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        code = 130
+    except Exception as exc:
+        failure = _host_failure(exc)
+        if failure is not None:
+            print(error_line(prog, failure), file=sys.stderr)
+            code = 2
+        elif _out_of_memory(exc):
+            print(
+                error_line(
+                    prog,
+                    "ran out of memory; lower --popsize, --chunk-size or --batch-size "
+                    "(finished work is kept)",
+                ),
+                file=sys.stderr,
+            )
+            code = 2
+        else:
+            raise
+    if _SIGNAL["received"] is not None:
+        code = 128 + _SIGNAL["received"]
+    return code
+
+
+# --------------------------------------------------------------------------------------
+# Interrupts
+
+_SIGNAL: dict[str, int | bool | None] = {"received": None, "installed": False, "done": False}
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+def _on_signal(signum: int, frame) -> None:
+    first = _SIGNAL["received"] is None
+    _SIGNAL["received"] = signum
+    if _SIGNAL["done"] or not first:
+        # The command has finished (or is already stopping): its files are on disk, and
+        # the interpreter's teardown is where XLA's threads can crash. Leave now.
+        _flush()
+        os._exit(128 + signum)
+    raise KeyboardInterrupt
+
+
+def install_interrupt_handlers() -> bool:
+    """SIGINT and SIGTERM raise KeyboardInterrupt (and are remembered for the exit code);
+    a second signal, or one after the command finished, ends the process at once. Returns
+    False where handlers cannot be installed (not the main thread)."""
+    try:
+        signal.signal(signal.SIGINT, _on_signal)
+        signal.signal(signal.SIGTERM, _on_signal)
+    except ValueError:
+        return False
+    _SIGNAL["installed"] = True
+    return True
+
+
+def interrupts_handled() -> bool:
+    """True once :func:`install_interrupt_handlers` has run in this process."""
+    return bool(_SIGNAL["installed"])
+
+
+def finish_process(code: int) -> int:
+    """After a command of the ``onepixel`` process itself: mark it finished (a late signal
+    then exits at once with 128 + its number) and, when it was interrupted, end the process
+    with ``os._exit`` after flushing (every file the command writes is already fsynced)."""
+    _SIGNAL["done"] = True
+    if _SIGNAL["received"] is not None:
+        _flush()
+        os._exit(128 + int(_SIGNAL["received"]))
+    return code
+
+
+# --------------------------------------------------------------------------------------
 
 
 def command(prog: str, func: Callable[[argparse.Namespace], int | None]):
@@ -134,6 +248,33 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def int_between(minimum: int, maximum: int, why: str = "") -> Callable[[str], int]:
+    """An argument type for integers in ``[minimum, maximum]`` (``why`` explains the bound)."""
+
+    def parse(text: str) -> int:
+        value = int_at_least(minimum)(text)
+        if value > maximum:
+            reason = f" ({why})" if why else ""
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:,}{reason}, got {value:,}")
+        return value
+
+    parse.__name__ = f"int in [{minimum}, {maximum}]"
+    return parse
+
+
+def host_port(text: str) -> str:
+    """A ``HOST:PORT`` address (a port in [1, 65535]; IPv6 hosts in brackets)."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"must be HOST:PORT with a port in [1, 65535], such as 10.0.0.1:1234, got {text!r}"
+        )
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not bare or any(c.isspace() or c in "/?#@" for c in bare):
+        raise argparse.ArgumentTypeError(f"must be HOST:PORT, got {text!r}")
+    return text.strip()
+
+
 def finite_float(text: str) -> float:
     """A finite float (no nan or inf)."""
     try:
@@ -152,11 +293,64 @@ def non_empty(text: str) -> str:
     return text
 
 
+def check_path_length(path: str | os.PathLike, flag: str) -> None:
+    """Raise UsageError when a component of ``path``, or the whole path, is longer than the
+    file system allows (``NAME_MAX``/``PATH_MAX`` of the nearest existing folder)."""
+    p = Path(path)
+    probe = p.parent if not p.exists() else p
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        name_max = os.pathconf(probe, "PC_NAME_MAX")
+        path_max = os.pathconf(probe, "PC_PATH_MAX")
+    except (OSError, ValueError, AttributeError):
+        name_max, path_max = 255, 4096
+    for part in p.parts:
+        if len(os.fsencode(part)) > name_max:
+            raise UsageError(
+                f"{flag}: the name {part[:20]}... is {len(os.fsencode(part))} bytes long, the file "
+                f"system allows {name_max}; use a shorter name"
+            )
+    # Room for the longest file name written inside (results.I-of-N.jsonl and the like).
+    if len(os.fsencode(os.path.abspath(p))) + 64 > path_max:
+        raise UsageError(f"{flag}: the path is longer than the file system allows ({path_max})")
+
+
+@contextlib.contextmanager
+def removed_on_failure(path: str | os.PathLike) -> Iterator[None]:
+    """Remove what the block created under the folder ``path`` if the block fails: the
+    folder itself when it did not exist before, else the entries that were not in it (a
+    refused or failed command leaves nothing behind). An interrupt keeps everything:
+    commands that resume continue from what an interrupted run wrote."""
+    path = Path(path)
+    existed = os.path.lexists(path)
+    before = set(os.listdir(path)) if existed and path.is_dir() else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        if path.is_symlink() or not path.is_dir():
+            raise
+        if not existed:
+            shutil.rmtree(path, ignore_errors=True)
+        elif before is not None:
+            for name in set(os.listdir(path)) - before:
+                entry = path / name
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        entry.unlink()
+        raise
+
+
 def check_output_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
     """Raise UsageError unless ``path`` is, or can be created as, a writable directory."""
     out = Path(path)
     if not str(path).strip():
         raise UsageError(f"{flag} must not be empty")
+    check_path_length(out, flag)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{flag} {out} exists and is not a directory")
     probe = out
@@ -174,6 +368,7 @@ def check_output_file(path: str | os.PathLike, flag: str) -> Path:
     target = Path(path)
     if not str(path).strip():
         raise UsageError(f"{flag} must not be empty")
+    check_path_length(target, flag)
     if target.is_dir():
         raise UsageError(f"{flag} {target} is a directory")
     probe = target.parent

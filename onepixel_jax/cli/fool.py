@@ -11,7 +11,7 @@ from typing import Any
 
 from onepixel_jax.cli import errors
 from onepixel_jax.errors import UsageError
-from onepixel_jax.fooling.run import ENCODINGS, FoolConfig, run_fooling
+from onepixel_jax.fooling.run import ENCODINGS, MAX_HIDDEN, FoolConfig, run_fooling
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,7 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--encoding", choices=ENCODINGS, default="direct", help="image encoding (default direct)"
     )
     p.add_argument(
-        "--generations", type=errors.int_at_least(1), default=200, help="target generation count"
+        "--generations",
+        type=errors.int_between(1, errors.INT32_MAX - 1, "generations are counted in int32"),
+        default=200,
+        help="target generation count",
     )
     p.add_argument(
         "--popsize", type=errors.int_at_least(1), default=100, help="offspring per generation"
@@ -47,16 +50,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="stop once every class reaches --threshold",
     )
     g = p.add_argument_group("direct encoding")
-    g.add_argument("--mutation-rate", type=float, default=0.1, help="per-pixel probability")
-    g.add_argument("--eta", type=float, default=15.0, help="polynomial mutation index")
-    g.add_argument("--rate-decay", type=float, default=1.0, help="rate *= decay each generation")
-    g.add_argument("--min-rate", type=float, default=0.0, help="floor of the decayed rate")
-    g.add_argument("--crossover-rate", type=float, default=0.0, help="uniform crossover prob.")
+    g.add_argument("--mutation-rate", type=finite, default=0.1, help="per-pixel probability")
+    g.add_argument("--eta", type=finite, default=15.0, help="polynomial mutation index, >= 0")
+    g.add_argument("--rate-decay", type=finite, default=1.0, help="rate *= decay, in (0, 1]")
+    g.add_argument("--min-rate", type=finite, default=0.0, help="floor of the decayed rate")
+    g.add_argument("--crossover-rate", type=finite, default=0.0, help="uniform crossover prob.")
     c = p.add_argument_group("CPPN encoding")
-    c.add_argument("--max-hidden", type=int, default=12, help="hidden node capacity")
-    c.add_argument("--weight-sigma", type=float, default=0.5)
-    c.add_argument("--add-node-rate", type=float, default=0.1)
-    c.add_argument("--add-connection-rate", type=float, default=0.2)
+    c.add_argument(
+        "--max-hidden",
+        type=errors.int_between(0, MAX_HIDDEN, "the connection matrix grows with its square"),
+        default=12,
+        help="hidden node capacity",
+    )
+    c.add_argument("--weight-sigma", type=finite, default=0.5, help="> 0")
+    c.add_argument("--add-node-rate", type=finite, default=0.1)
+    c.add_argument("--add-connection-rate", type=finite, default=0.2)
+
+
+# Numbers are finite at parsing (nan and inf never reach the search); their ranges are
+# FoolConfig.validate's, which names the field.
+finite = errors.finite_float
 
 
 def config_from_args(args: argparse.Namespace, model_sha256: str = "") -> FoolConfig:
@@ -84,10 +97,11 @@ def config_from_args(args: argparse.Namespace, model_sha256: str = "") -> FoolCo
 
 def _run_cli(args: argparse.Namespace) -> int:
     from onepixel_jax.experiments.inputs import load_model
+    from onepixel_jax.experiments.limits import check_fooling_sizes
 
     try:
         config_from_args(args)  # argument errors before loading anything
-    except ValueError as err:
+    except (ValueError, TypeError) as err:
         raise UsageError(str(err)) from None
     errors.check_output_dir(args.out)
     try:
@@ -96,19 +110,29 @@ def _run_cli(args: argparse.Namespace) -> int:
         raise UsageError(f"--model: {err}") from None
     num_classes = int(card.get("num_classes", 0))
     class_names = card.get("class_names") or [str(k) for k in range(num_classes)]
+    check_fooling_sizes(
+        popsize=args.popsize,
+        chunk=args.chunk,
+        generations=args.generations,
+        image_shape=card["input_shape"],
+        num_classes=len(class_names),
+        encoding=args.encoding,
+        max_hidden=args.max_hidden,
+    )
     config = config_from_args(args, model_sha256=str(card.get("checkpoint_sha256", "")))
-    try:
-        summary = run_fooling(
-            config,
-            predict_fn,
-            card["input_shape"],
-            class_names,
-            args.out,
-            args.generations,
-            stop_at_threshold=args.stop_at_threshold,
-        )
-    except ValueError as err:  # another run's folder, or its damaged state files
-        raise UsageError(str(err)) from None
+    with errors.removed_on_failure(args.out):
+        try:
+            summary = run_fooling(
+                config,
+                predict_fn,
+                card["input_shape"],
+                class_names,
+                args.out,
+                args.generations,
+                stop_at_threshold=args.stop_at_threshold,
+            )
+        except ValueError as err:  # another run's folder, or its damaged state files
+            raise UsageError(str(err)) from None
     print(
         f"[fool] done: {summary['reached']}/{len(class_names)} classes >= "
         f"{config.threshold:g} after {summary['generations']} generations, "

@@ -7,6 +7,7 @@ OUT/params.msgpack and OUT/card.json; list the committed checkpoints with onepix
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 
@@ -38,8 +39,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-decay", type=errors.finite_float, default=d.weight_decay)
     p.add_argument("--batch-norm", dest="batch_norm", action="store_true", default=None)
     p.add_argument("--no-batch-norm", dest="batch_norm", action="store_false")
-    p.add_argument("--dropout", type=errors.finite_float, default=None)
-    p.add_argument("--input-dropout", type=errors.finite_float, default=None)
+    p.add_argument("--dropout", type=_rate, default=None, help="in [0, 1)")
+    p.add_argument("--input-dropout", type=_rate, default=None, help="in [0, 1)")
     p.add_argument(
         "--time-budget",
         type=errors.finite_float,
@@ -79,6 +80,14 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=errors.command("onepixel train", _run_cli))
 
 
+def _rate(text: str) -> float:
+    """A dropout rate: a finite number in [0, 1)."""
+    value = errors.finite_float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
 def _run_cli(args: argparse.Namespace) -> int:
     command = "onepixel " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else None
     try:
@@ -111,8 +120,19 @@ def _run_cli(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     errors.check_output_dir(args.out)
     errors.check_input_dir(args.data_dir, "--data-dir")
-    try:
-        train_and_evaluate(config, args.out, resume=args.resume)
-    except ValueError as err:  # unreadable or mismatching data files
-        raise UsageError(str(err)) from err
+    from onepixel_jax.data import IMAGE_SHAPES
+
+    h, w, _ = IMAGE_SHAPES[args.dataset]
+    if args.dead_pixels > h * w:
+        raise UsageError(
+            f"--dead-pixels {args.dead_pixels} exceeds the {h * w} pixels of a {h}x{w} "
+            f"{args.dataset} image"
+        )
+    # A failed run leaves nothing behind; an interrupted one keeps what --resume continues.
+    guard = contextlib.nullcontext() if args.resume else errors.removed_on_failure(args.out)
+    with guard:
+        try:
+            train_and_evaluate(config, args.out, resume=args.resume)
+        except ValueError as err:  # unreadable or mismatching data files
+            raise UsageError(str(err)) from None
     return 0

@@ -54,6 +54,7 @@ __all__ = [
     "DATASETS",
     "DOWNLOADABLE",
     "ENV_VAR",
+    "IMAGE_SHAPES",
     "DataNotFoundError",
     "candidate_dirs",
     "download_dir",
@@ -68,6 +69,14 @@ DATASETS: dict[str, tuple[str, ...]] = {
     "mnist": ("train", "test"),
     "digits": ("train", "test"),
     "imagenet-sample": ("test",),
+}
+
+# the image shape (H, W, C) of each dataset
+IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {
+    "cifar10": (32, 32, 3),
+    "mnist": (28, 28, 1),
+    "digits": (8, 8, 1),
+    "imagenet-sample": (227, 227, 3),
 }
 
 # (dataset, split) pairs that tensorflow-datasets can provide
@@ -334,6 +343,26 @@ def load(
             x, y, classes = _mnist(source[1], split)
         else:
             x, y, classes = _imagenet_sample(source[1])
+    _check_arrays(name, split, x, y, classes)
     if limit is not None:
         x, y = x[:limit], y[:limit]
     return np.ascontiguousarray(x), y.astype(np.int32), list(classes)
+
+
+def _check_arrays(name: str, split: str, x: np.ndarray, y: np.ndarray, classes) -> None:
+    """Images uint8 ``(N, H, W, C)`` and integer labels that are class indices: a label is
+    never cast into int32 (where 2**32 + 3 would silently become class 3)."""
+    what = f"dataset {name!r} split {split!r}"
+    x, y = np.asarray(x), np.asarray(y)
+    if x.dtype != np.uint8 or x.ndim != 4 or len(x) == 0:
+        raise ValueError(
+            f"{what}: images must be non-empty uint8 (N, H, W, C), got {x.dtype} {x.shape}"
+        )
+    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{what}: labels must be {len(x)} integers, got {y.dtype} {y.shape}")
+    k = len(classes)
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= k:
+        raise ValueError(
+            f"{what}: labels must be class indices in [0, {k}), found {lo if lo < 0 else hi}"
+        )

@@ -47,10 +47,15 @@ def read_npz(data: bytes, path: Path | str) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{path}: npz file lacks array {err}") from None
     except Exception as err:  # zipfile.BadZipFile, ValueError, EOFError, OSError
         raise ValueError(f"{path}: not a readable npz file ({type(err).__name__}: {err})") from None
-    if x.dtype != np.uint8 or x.ndim != 4 or len(x) != len(y):
+    if x.dtype != np.uint8 or x.ndim != 4 or y.ndim != 1 or len(x) != len(y):
         raise ValueError(
             f"{path}: expected x uint8 (N, H, W, C) and y (N,), got {x.shape} {y.shape}"
         )
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{path}: labels y must be integers, got {y.dtype}")
+    if y.size and (int(y.min()) < 0 or int(y.max()) > np.iinfo(np.int32).max):
+        bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
+        raise ValueError(f"{path}: labels y must be class indices >= 0, found {bad}")
     return x, y.astype(np.int32)
 
 

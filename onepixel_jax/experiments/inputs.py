@@ -2,7 +2,10 @@
 
 Thin wrappers over ``onepixel_jax.models.load`` and ``onepixel_jax.data.load`` that turn an
 unknown name, a missing file or a damaged model card into a :class:`UsageError` whose message
-fits on one line (the command line prints it as is).
+fits on one line (the command line prints it as is). Every model loaded here is checked
+against the model contract (:func:`onepixel_jax.targets.contract.check_model`) on one small
+batch, and :func:`check_sweep` checks a sweep's sizes, labels and model against each other
+before any attack.
 """
 
 from __future__ import annotations
@@ -26,15 +29,101 @@ def one_line(exc: BaseException) -> str:
     return lines[0]
 
 
-def load_model(name: str) -> tuple[Callable, Mapping]:
+def load_model(name: str, check: bool = True) -> tuple[Callable, Mapping]:
     """``(predict_fn, card)`` of a committed checkpoint name, a checkpoint folder or an
     ``.onnx`` file (an ONNX Runtime target, :func:`onepixel_jax.targets.from_onnx`).
 
+    With ``check`` and a card that gives the input shape, the model contract is checked on
+    two synthetic images (:func:`check_loaded_model`); otherwise :func:`check_sweep` checks
+    it on the dataset's images.
+
     Raises:
-      UsageError: unknown name, missing files or a checkpoint that does not match its card.
+      UsageError: unknown name, missing files, a checkpoint that does not match its card, or
+        a model that breaks the contract (``ModelContractError``).
       DamagedFileError: a model card that is not a JSON object or lacks a field (the zoo's
         ``CardError``, naming the card file).
     """
+    predict_fn, card = _load_model(name)
+    if check and _card_shape(card) is not None:
+        check_loaded_model(name, predict_fn, card)
+    return predict_fn, card
+
+
+def _card_shape(card: Mapping) -> tuple[int, ...] | None:
+    shape = card.get("input_shape") if isinstance(card, Mapping) else None
+    if isinstance(shape, list | tuple) and len(shape) == 3:
+        return tuple(int(s) for s in shape)
+    return None
+
+
+def _card_classes(card: Mapping) -> int | None:
+    k = card.get("num_classes") if isinstance(card, Mapping) else None
+    return int(k) if isinstance(k, int) and not isinstance(k, bool) else None
+
+
+def check_loaded_model(name: str, predict_fn: Callable, card: Mapping, images=None) -> int:
+    """The contract check of a loaded model (on ``images``, or on synthetic images of the
+    card's input shape); returns ``K``. Raises ModelContractError (a UsageError)."""
+    from onepixel_jax.targets.contract import check_model
+
+    return check_model(
+        predict_fn,
+        images,
+        image_shape=None if images is not None else _card_shape(card),
+        num_classes=_card_classes(card),
+        name=f"model {name!r}",
+    )
+
+
+def check_sizes(config, batch_size=None) -> None:
+    """The sizes of a sweep that can be checked before loading anything: the engine's int32
+    counters (UsageError naming the flag)."""
+    from onepixel_jax.experiments.limits import check_sweep_sizes
+
+    check_sweep_sizes(
+        popsize=config.popsize,
+        max_iters=config.max_iters,
+        chunk_size=config.chunk_size,
+        n_images=config.n_images,
+        batch_size=batch_size,
+    )
+
+
+def check_sweep(config, predict_fn: Callable, card: Mapping, images, labels, batch_size=None):
+    """Check a sweep before any attack: its sizes against the engine's counters and this
+    machine's memory, the dataset's labels against the model's classes, and (when the card
+    did not give the input shape) the model contract on the dataset's first images.
+
+    Raises:
+      UsageError: naming the flag or input at fault.
+    """
+    from onepixel_jax.experiments.limits import check_sweep_sizes
+
+    images = np.asarray(images)
+    shape = images.shape[1:] if images.ndim == 4 else (*images.shape[1:], 1)
+    k = _card_classes(card)
+    if _card_shape(card) is None or k is None:
+        k = check_loaded_model(config.model, predict_fn, card, images[:2])
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() >= k):
+        raise UsageError(
+            f"dataset {config.dataset!r} has labels in [{int(labels.min())}, "
+            f"{int(labels.max())}], but model {config.model!r} has {k} classes; attack it on "
+            "a dataset of its own classes"
+        )
+    check_sweep_sizes(
+        popsize=config.popsize,
+        max_iters=config.max_iters,
+        chunk_size=config.chunk_size,
+        n_images=config.n_images,
+        pixels=config.pixels,
+        image_shape=shape,
+        attacks_per_image=k - 1 if config.mode == "all-targets" else 1,
+        batch_size=batch_size,
+    )
+
+
+def _load_model(name: str) -> tuple[Callable, Mapping]:
     from onepixel_jax import zoo
 
     if not isinstance(name, str) or not name:

@@ -5,6 +5,10 @@
 ``report.md`` and the figures of :mod:`~onepixel_jax.experiments.plots` for the run's first
 (main) method. :func:`comparison_table` puts several runs side by side, one row per run and
 method.
+
+No output ever replaces a run's records: :func:`check_report_outputs` refuses an output name
+that is a symbolic link, not a regular file, or the same file as ``run.json``, a results file
+or ``images.npz`` (a hard link), and figures are drawn into fresh files.
 """
 
 from __future__ import annotations
@@ -18,8 +22,42 @@ import numpy as np
 
 from onepixel_jax.experiments import plots, run_folder
 from onepixel_jax.experiments.summary import pct, summarize
+from onepixel_jax.files import UnsafeFileError, check_writable_file
 
 REPORT_HINT = "re-run the attack into a new --out"
+FIGURES = ("class_pairs.png", "target_counts.png", "per_class.png", "fitness.png", "examples.png")
+OUTPUTS = (run_folder.SUMMARY, run_folder.REPORT, *FIGURES)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_protected(path: str | os.PathLike, run_dirs: list, flag: str) -> None:
+    """Raise UnsafeFileError when ``path`` is (or links to) a file holding a run's records:
+    ``run.json``, a results file, ``images.npz`` or a lock file of any of ``run_dirs``."""
+    path = Path(path)
+    for run_dir in run_dirs:
+        for protected in run_folder.protected_files(run_dir):
+            if os.path.realpath(path) == os.path.realpath(protected) or _same_file(path, protected):
+                raise UnsafeFileError(
+                    f"{flag} {path} is the {protected.name} of run folder {run_dir}, which holds "
+                    "its records; write it elsewhere"
+                )
+
+
+def check_report_outputs(run_dir: str | os.PathLike) -> None:
+    """Raise UnsafeFileError unless every file the report writes into ``run_dir`` is missing
+    or a regular file of its own (see the module docstring)."""
+    run_dir = Path(run_dir)
+    for name in OUTPUTS:
+        path = run_dir / name
+        check_writable_file(path)
+        if path.exists():
+            check_protected(path, [run_dir], "report output")
 
 
 def _num(x: float | None, fmt: str = "{:.1f}") -> str:
@@ -99,12 +137,17 @@ def write_report(run_dir: str | os.PathLike) -> dict[str, Any]:
     """Measure a run folder and write summary.json, report.md and the figures into it.
 
     Returns the summary (:func:`~onepixel_jax.experiments.summary.summarize`). Raises
-    UsageError when ``run_dir`` is not a run folder and DamagedFileError when one of its
-    files cannot be read.
+    UsageError when ``run_dir`` is not a run folder, DamagedFileError when one of its
+    files cannot be read and UnsafeFileError when an output would replace something other
+    than a regular file of its own (:func:`check_report_outputs`).
     """
     run_dir = Path(run_dir)
     info, records = run_folder.load_run(run_dir, REPORT_HINT)
+    check_report_outputs(run_dir)
     summary = summarize(info, records)
+    for name in FIGURES:  # drawn into fresh files: a hard link elsewhere keeps its content
+        if (run_dir / name).exists():
+            (run_dir / name).unlink()
     figures = _figures(run_dir, info, summary, records)
     run_folder.write_summary(run_dir, jsonable(summary))
     run_folder.write_report_text(run_dir, _markdown(info, summary, figures))

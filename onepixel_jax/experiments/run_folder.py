@@ -9,9 +9,13 @@ Layout::
     images.npz      the clean attacked images (indices, images), for the report's examples
     summary.json, report.md, *.png   written by the report
 
-Writes go through :mod:`onepixel_jax.files` (atomic replace, fsynced JSON lines); a file that
-cannot be read back raises :class:`~onepixel_jax.files.DamagedFileError` with its path and
-what to do, which the command line shows as one line.
+Writes go through :mod:`onepixel_jax.files` (atomic replace, fsynced JSON lines, never
+through a symbolic link or over a non-regular file). Every read is checked against
+:mod:`~onepixel_jax.experiments.schema` (types, ranges, shapes, nesting): a file that cannot be
+read back, or holds something no run writes, raises
+:class:`~onepixel_jax.files.DamagedFileError` naming the file, the line or field and what to
+do, which the command line shows as one line. A writer holds the folder's lock
+(:mod:`~onepixel_jax.experiments.lock`, the ``.lock`` files).
 """
 
 from __future__ import annotations
@@ -27,11 +31,14 @@ import numpy as np
 
 from onepixel_jax import provenance
 from onepixel_jax.errors import UsageError
+from onepixel_jax.experiments import schema
 from onepixel_jax.files import (
     DamagedFileError,
+    UnsafeFileError,
     append_jsonl,
+    check_readable_file,
     read_json_object,
-    read_jsonl,
+    read_jsonl_lines,
     write_bytes_atomic,
     write_json_atomic,
 )
@@ -47,20 +54,11 @@ REPORT = "report.md"
 MAX_SAVED_IMAGE_BYTES = 64 * 2**20
 # Fields every run.json and every record must have for the report to read it.
 RUN_INFO_FIELDS = ("config", "indices", "labels", "num_classes")
-RECORD_FIELDS = (
-    "method",
-    "index",
-    "label",
-    "target",
-    "success",
-    "predicted",
-    "queries",
-    "pixels",
-    "probs",
-    "original_probs",
-    "fitness",
-)
+RECORD_FIELDS = schema.RECORD_FIELDS
 DAMAGED_HINT = "delete the run folder or use another --out"
+RECORD_HINT = "delete that line and run the same onepixel attack command again to redo the attack"
+# The files a run's records live in: nothing the package writes may replace them.
+RECORD_FILES = (RUN_INFO, RESULTS, IMAGES)
 
 PathLike = str | os.PathLike
 
@@ -111,14 +109,15 @@ def provenance_fields() -> dict[str, Any]:
 
 
 def read_run_info(run_dir: PathLike, hint: str = DAMAGED_HINT) -> dict:
-    """The run's ``run.json`` as a dict.
+    """The run's ``run.json`` as a dict, checked (:func:`schema.check_run_info`).
 
     Raises:
       UsageError: ``run_dir`` is not a run folder (no ``run.json``).
-      DamagedFileError: ``run.json`` is not a JSON object or lacks a field.
+      DamagedFileError: ``run.json`` is not a JSON object, lacks a field or holds a value of
+        the wrong type or range (the message names the field).
     """
     path = run_info_path(run_dir)
-    if not path.exists():
+    if not os.path.lexists(path):
         if not Path(run_dir).is_dir():
             raise UsageError(f"run folder {run_dir} not found")
         raise UsageError(f"{run_dir} is not a run folder (no {RUN_INFO})")
@@ -126,17 +125,38 @@ def read_run_info(run_dir: PathLike, hint: str = DAMAGED_HINT) -> dict:
         info = read_json_object(path, what="run info")
     except DamagedFileError as exc:
         raise DamagedFileError(f"{exc}; {hint}") from None
-    missing = [k for k in RUN_INFO_FIELDS if k not in info]
-    if missing:
-        raise DamagedFileError(f"run info {path} lacks {', '.join(missing)}; {hint}")
-    if not isinstance(info["config"], dict):
-        raise DamagedFileError(f"run info {path}: config is not an object; {hint}")
-    return info
+    return schema.check_run_info(info, path, hint)
 
 
 def write_run_info(run_dir: PathLike, info: dict) -> None:
-    """Write ``run.json`` atomically (the folder must exist)."""
-    write_json_atomic(run_info_path(run_dir), info)
+    """Write ``run.json`` atomically (the folder must exist).
+
+    A new ``run.json`` is created exclusively: when two processes start the same folder at
+    once (the shares of one run do), the second one joins the first's run if it describes the
+    same run (configuration, model checksum, images) and is refused with a UsageError
+    otherwise, so the folder never holds records of a configuration it does not describe.
+    """
+    path = run_info_path(run_dir)
+    if os.path.lexists(path):
+        write_json_atomic(path, info)
+        return
+    tmp = path.with_name(f"{RUN_INFO}.{os.getpid()}.new")
+    write_json_atomic(tmp, info)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        theirs = read_run_info(run_dir)
+        same = ("config", "model_sha256", "indices", "labels", "num_classes")
+        if any(theirs.get(k) != info.get(k) for k in same):
+            raise UsageError(
+                f"{run_dir}: another process started a run with other settings in this folder "
+                "at the same time; use another --out"
+            ) from None
+    except OSError:  # a file system without hard links: the lock already serialises writers
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
 
 
 # --------------------------------------------------------------------------------------
@@ -154,6 +174,7 @@ def read_records(
     repair: bool = False,
     hint: str = DAMAGED_HINT,
     shard: tuple[int, int] | None = None,
+    info: dict | None = None,
 ) -> list[dict]:
     """All complete records of the run's results files (``[]`` when there is none).
 
@@ -161,23 +182,40 @@ def read_records(
     a record whose key (:func:`record_key`) was already read is skipped. A last line cut
     short by a kill is ignored; with ``repair=True`` the writer's own file (that of
     ``shard``; other shares may be appending to theirs) is also truncated to its last
-    complete line so that appending continues cleanly. A damaged record before the last
-    line, or one without the record fields, raises DamagedFileError.
+    complete line so that appending continues cleanly (it must then be a file of its own:
+    a symbolic link is refused). Every record is checked against the run
+    (:func:`schema.check_record`; ``info``: the run's ``run.json``, read when not given): a
+    damaged line before the last, a record that lacks a field or holds a wrong value, or the
+    record of an image the run never selected raises DamagedFileError naming the file and
+    line.
     """
     own = results_path(run_dir, shard)
+    if repair and os.path.lexists(own) and os.path.islink(own):
+        raise UnsafeFileError(
+            f"{own} is a symbolic link; a run folder's records must be its own file (replace "
+            "the link with a copy of the file it points at, or use another --out)"
+        )
+    if info is None and has_run_info(run_dir):
+        info = read_run_info(run_dir, hint)
+    run = None if info is None else schema.RunInfoView(info)
     records: list[dict] = []
     seen: set[tuple[str, int, int]] = set()
     for path in results_files(run_dir):
         try:
-            recs = read_jsonl(path, repair=repair and path == own)
+            lines = read_jsonl_lines(path, repair=repair and path == own)
         except DamagedFileError as exc:
-            raise DamagedFileError(f"{exc}; {hint}") from None
+            raise DamagedFileError(f"{exc}; {RECORD_HINT}") from None
         except OSError as exc:
             raise DamagedFileError(f"{path} cannot be read ({exc.strerror}); {hint}") from None
-        for n, rec in enumerate(recs, 1):
-            missing = [k for k in RECORD_FIELDS if k not in rec]
-            if missing:
-                raise DamagedFileError(f"{path}: record {n} lacks {', '.join(missing)}; {hint}")
+        for n, rec in lines:
+            if run is not None:
+                schema.check_record(rec, run, path, n, RECORD_HINT)
+            else:
+                missing = [k for k in RECORD_FIELDS if k not in rec]
+                if missing:
+                    raise DamagedFileError(
+                        f"{path}: record {n} lacks {', '.join(missing)}; {RECORD_HINT}"
+                    )
             if record_key(rec) not in seen:
                 seen.add(record_key(rec))
                 records.append(rec)
@@ -219,15 +257,20 @@ def max_saved_images(image_nbytes: int) -> int:
 
 def _load_npz(run_dir: PathLike, hint: str) -> tuple[np.ndarray, np.ndarray] | None:
     path = images_path(run_dir)
-    if not path.exists():
+    if not os.path.lexists(path):
         return None
+    check_readable_file(path, "saved images")
     try:
         with np.load(path, allow_pickle=False) as saved:
             indices, images = np.asarray(saved["indices"]), np.asarray(saved["images"])
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise DamagedFileError(f"{path} cannot be read ({type(exc).__name__}); {hint}") from None
-    if indices.ndim != 1 or len(images) != len(indices):
-        raise DamagedFileError(f"{path} holds mismatched indices and images; {hint}")
+    except MemoryError:
+        raise DamagedFileError(f"{path} claims arrays too large to load; {hint}") from None
+    run = None
+    if has_run_info(run_dir):
+        run = schema.RunInfoView(read_run_info(run_dir, hint))
+    schema.check_saved_images(indices, images, run, path, hint)
     return indices, images
 
 
@@ -258,12 +301,21 @@ def save_images(run_dir: PathLike, indices: np.ndarray, images: np.ndarray) -> N
 
 
 def load_run(run_dir: PathLike, hint: str = DAMAGED_HINT) -> tuple[dict, list[dict]]:
-    """``(run info, records)`` of a run folder; a torn last line is ignored. The records of
-    a run written in shares are merged into the order of one unsharded run."""
-    info, records = read_run_info(run_dir, hint), read_records(run_dir, hint=hint)
+    """``(run info, records)`` of a run folder, both checked; a torn last line is ignored.
+    The records of a run written in shares are merged into the order of one unsharded run."""
+    info = read_run_info(run_dir, hint)
+    records = read_records(run_dir, hint=hint, info=info)
     if len(results_files(run_dir)) > 1:
         records = run_order(info, records)
     return info, records
+
+
+def protected_files(run_dir: PathLike) -> list[Path]:
+    """The files of a run folder that hold its records, which no output may replace:
+    ``run.json``, every results file, ``images.npz`` and the lock files."""
+    run_dir = Path(run_dir)
+    names = [run_dir / n for n in RECORD_FILES] + results_files(run_dir)
+    return names + sorted(run_dir.glob(".lock*"))
 
 
 def write_summary(run_dir: PathLike, summary: dict) -> Path:
@@ -286,6 +338,7 @@ __all__ = [
     "SUMMARY",
     "append_records",
     "load_run",
+    "protected_files",
     "read_images",
     "read_records",
     "read_run_info",

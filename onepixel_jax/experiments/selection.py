@@ -33,14 +33,31 @@ def select_images(
       ``(indices (n,) int64, attack labels (n,) int64, probabilities (n, K) float32)``.
 
     Raises:
-      UsageError: fewer than ``n_images`` images qualify.
+      UsageError: fewer than ``n_images`` images qualify; labels that are not class indices
+        of the model (checked before any cast to int32, where 2**32 + 3 would become 3); a
+        model whose outputs are not ``(B, K)`` probabilities with ``K >= 2``.
     """
     from onepixel_jax.targets import predict_in_batches
 
+    labels = np.asarray(labels)
+    if labels.size and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0):
+        raise UsageError(f"labels must be non-negative integer class indices, got {labels.dtype}")
     chosen, chosen_labels, chosen_probs = [], [], []
     for start in range(0, len(images), SELECT_BATCH):
         block = images[start : start + SELECT_BATCH]
-        probs = np.asarray(predict_in_batches(predict_fn, block.astype(np.float32), SELECT_BATCH))
+        try:
+            probs = np.asarray(
+                predict_in_batches(predict_fn, block.astype(np.float32), SELECT_BATCH, check=True)
+            )
+        except ValueError as err:
+            raise UsageError(f"the model's output on the dataset's images: {err}") from None
+        if probs.shape[1] < 2:
+            raise UsageError("the model has 1 class; an attack needs at least 2")
+        if start == 0 and labels.size and int(labels.max()) >= probs.shape[1]:
+            raise UsageError(
+                f"labels must be class indices below the model's {probs.shape[1]} classes, "
+                f"found {int(labels.max())}"
+            )
         pred = probs.argmax(axis=1)
         for j in range(len(block)):
             idx = start + j

@@ -31,6 +31,7 @@ from onepixel_jax import planner, runner
 from onepixel_jax.config import AttackConfig
 from onepixel_jax.errors import UsageError
 from onepixel_jax.experiments import run_folder
+from onepixel_jax.experiments.lock import RunFolderLock
 from onepixel_jax.experiments.selection import MODES, select_images, targets_for
 from onepixel_jax.objective import STOP_RULES
 
@@ -518,6 +519,7 @@ def run_sweep(
     Raises:
       UsageError: impossible inputs (sizes, shapes, another run's folder), before any attack.
       DamagedFileError: a run-folder file cannot be read back.
+      RunFolderBusyError: another process is writing ``out`` (or this share of it).
     """
     if not isinstance(config, SweepConfig):
         raise TypeError(f"config must be a SweepConfig, got {type(config).__name__}")
@@ -538,8 +540,20 @@ def run_sweep(
         attack_fn = runner.attack
     _check_inputs(config, images, labels, card)
     config = _with_chunk_size(config, out, images, labels, card, class_names)
-    info = check_resume(out, config, _model_sha(card))
+    check_resume(out, config, _model_sha(card))  # another run's folder: refused untouched
+    with RunFolderLock(out, shard):  # one writer per folder, or per share (issue #24)
+        return _locked_sweep(
+            config, out, predict_fn, images, labels, card, class_names, data_dir,
+            batch_size, attack_fn, progress, shard,
+        )  # fmt: skip
 
+
+def _locked_sweep(
+    config, out, predict_fn, images, labels, card, class_names, data_dir,
+    batch_size, attack_fn, progress, shard,
+) -> SweepOutcome:  # fmt: skip
+    """The body of :func:`run_sweep`, run while holding the run folder's writer lock."""
+    info = check_resume(out, config, _model_sha(card))
     grown = False
     if info is None:
         info = _new_run_info(config, out, predict_fn, images, labels, card, class_names, data_dir)

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from onepixel_jax.experiments.lock import RunFolderLock
 from onepixel_jax.files import (
     DamagedFileError,
     append_jsonl,
@@ -81,14 +82,26 @@ class FoolConfig:
     model_sha256: str = ""
 
     def validate(self) -> None:
-        """Raise ValueError naming the first bad field."""
+        """Raise ValueError (TypeError for a wrong type) naming the first bad field."""
         if self.encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
+        for name in ("popsize", "seed", "chunk", "max_hidden"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise TypeError(f"{name} must be an int, got {value!r}")
+        for name in FLOAT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+                raise TypeError(f"{name} must be a number, got {value!r}")
+            if not np.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value!r}")
         for name in ("popsize", "chunk"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_hidden < 0:
-            raise ValueError(f"max_hidden must be >= 0, got {self.max_hidden}")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be in [0, 2**32), got {self.seed}")
+        if not 0 <= self.max_hidden <= MAX_HIDDEN:
+            raise ValueError(f"max_hidden must be in [0, {MAX_HIDDEN}], got {self.max_hidden}")
         if not 0.0 < self.threshold <= 1.0:
             raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
         for name in ("mutation_rate", "min_rate", "crossover_rate", "add_node_rate"):
@@ -104,6 +117,22 @@ class FoolConfig:
             raise ValueError(f"eta must be >= 0, got {self.eta}")
         if self.weight_sigma <= 0:
             raise ValueError(f"weight_sigma must be > 0, got {self.weight_sigma}")
+
+
+FLOAT_FIELDS = (
+    "threshold",
+    "mutation_rate",
+    "eta",
+    "rate_decay",
+    "min_rate",
+    "crossover_rate",
+    "weight_sigma",
+    "add_node_rate",
+    "add_connection_rate",
+)
+# Hidden nodes a CPPN may hold: its connection matrix grows with the square (4 inputs,
+# the hidden nodes and the colour outputs on each side).
+MAX_HIDDEN = 4096
 
 
 def make_encoding(config: FoolConfig, image_shape: Sequence[int]) -> Encoding:
@@ -200,13 +229,24 @@ def run_fooling(
 
     ``class_names`` fixes the number of cells ``K``; a model with more outputs (an extra
     "fooling" class) has its extra columns ignored. Raises ValueError if ``out`` holds a run
-    with a different config.
+    with a different config, and ``RunFolderBusyError`` (a ValueError) while another process
+    writes ``out`` (:class:`~onepixel_jax.experiments.lock.RunFolderLock`).
     """
     config.validate()
-    if generations < 1:
-        raise ValueError(f"generations must be >= 1, got {generations}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(generations, bool) or not isinstance(generations, int | np.integer):
+        raise TypeError(f"generations must be an int, got {generations!r}")
+    if not 1 <= generations < 2**31 - 1:
+        raise ValueError(f"generations must be in [1, 2**31 - 1), got {generations}")
+    with RunFolderLock(out):  # one writer per run folder (a second one is refused)
+        return _run_fooling(
+            config, predict_fn, image_shape, class_names, Path(out), generations,
+            stop_at_threshold, log,
+        )  # fmt: skip
+
+
+def _run_fooling(
+    config, predict_fn, image_shape, class_names, out, generations, stop_at_threshold, log
+):
     config_path = out / CONFIG_FILE
     config_dict = dataclasses.asdict(config)
     if config_path.exists():

@@ -16,14 +16,23 @@ JAX, as :func:`onepixel_jax.probs_from_logits` does).
 
 The returned object is hashable by identity: pass the same object again to reuse the engine's
 compilation.
+
+The model contract (:func:`onepixel_jax.targets.contract.check_model`) is checked on a batch
+of two images before a search starts (:func:`check_traceable`, :meth:`HostTarget.check`). A
+host model that raises during the search stops it with :class:`HostModelError`, which names
+the model and the original error (XLA reports it as an opaque runtime error;
+:func:`surface_host_errors` and :func:`host_failure` turn that back into the model's error).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +71,63 @@ _TRACER_ERRORS: tuple[type[BaseException], ...] = (
     jax.errors.TracerBoolConversionError,
     jax.errors.TracerIntegerConversionError,
 )
+
+
+class HostModelError(RuntimeError):
+    """A host model raised while the attack called it; the message names the model and the
+    original error (``__cause__``)."""
+
+
+_FAILURES = threading.local()  # the last HostModelError raised inside a callback, per thread
+_LAST_FAILURE: list[HostModelError] = []  # the same, for callbacks run on XLA's own threads
+
+
+def _record_failure(err: HostModelError) -> None:
+    _FAILURES.error = err
+    _LAST_FAILURE[:] = [err]
+
+
+def host_failure(exc: BaseException) -> HostModelError | None:
+    """The :class:`HostModelError` behind ``exc``: ``exc`` itself, or the one recorded when a
+    host model raised inside the compiled search (which reaches the caller as an XLA runtime
+    error mentioning it); None otherwise. The record is consumed."""
+    if isinstance(exc, HostModelError):
+        return exc
+    recorded = getattr(_FAILURES, "error", None) or (_LAST_FAILURE[0] if _LAST_FAILURE else None)
+    if recorded is None or type(exc).__name__ not in ("JaxRuntimeError", "XlaRuntimeError"):
+        return None
+    if HostModelError.__name__ not in str(exc) and str(recorded) not in str(exc):
+        return None
+    _FAILURES.error = None
+    _LAST_FAILURE.clear()
+    return recorded
+
+
+@contextlib.contextmanager
+def surface_host_errors() -> Iterator[None]:
+    """Re-raise a host model's failure inside the block as its :class:`HostModelError`
+    (one line naming the model and the original error) instead of XLA's runtime error."""
+    _FAILURES.error = None
+    _LAST_FAILURE.clear()
+    try:
+        yield
+    except Exception as exc:
+        failure = host_failure(exc)
+        if failure is None or failure is exc:
+            raise
+        raise failure from failure.__cause__
+
+
+class _QuietHostFailures(logging.Filter):
+    """Drop JAX's logged traceback of a callback that raised HostModelError: the error is
+    re-raised with one line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, HostModelError)
+
+
+logging.getLogger("jax._src.callback").addFilter(_QuietHostFailures())
 
 
 class HostTarget:
@@ -114,6 +180,11 @@ class HostTarget:
                 raise TypeError(f"num_classes must be an int, got {num_classes!r}")
             if num_classes < 1:
                 raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+            if num_classes < 2:
+                raise ValueError(
+                    f"{name} has num_classes = 1; an attack needs a classifier with at least "
+                    "2 classes"
+                )
             num_classes = int(num_classes)
         self.num_classes = num_classes
         self.model_input_shape = None if model_input_shape is None else tuple(model_input_shape)
@@ -146,6 +217,15 @@ class HostTarget:
         if self.output == "logits":
             out = jax.nn.softmax(out, axis=-1)
         return out
+
+    def check(self, images: Any = None, image_shape: Sequence[int] | None = None) -> int:
+        """Check the model contract on two of ``images`` (or synthetic images of
+        ``image_shape``); returns ``K``. See :func:`onepixel_jax.targets.contract.check_model`."""
+        from .contract import check_model
+
+        return check_model(
+            self, images, image_shape=image_shape, num_classes=self.num_classes, name=self.name
+        )
 
     def prepare(self, batch: jax.Array) -> jax.Array:
         """The model's input from ``(B, H, W, C)`` float32 pixels in [0, 255] (JAX)."""
@@ -219,7 +299,16 @@ class HostTarget:
         NaN and infinite values are errors too; otherwise they pass to the engine, which
         treats NaN fitness as the worst).
         """
-        out = self.host_fn(x)
+        try:
+            out = self.host_fn(x)
+        except Exception as err:
+            failure = HostModelError(
+                f"{self.name} raised {type(err).__name__}: {_first_line(err)} (on a batch of "
+                f"{x.shape[0]} inputs of shape {tuple(x.shape[1:])})"
+            )
+            failure.__cause__ = err
+            _record_failure(failure)
+            raise failure from err
         try:
             out = np.asarray(out, dtype=np.float32)
         except (TypeError, ValueError) as err:
@@ -231,6 +320,11 @@ class HostTarget:
             raise ValueError(
                 f"{self.name} must return shape (B, K) = ({b}, K) for a batch of {b} images, "
                 f"got shape {out.shape}"
+            )
+        if out.shape[1] < 2:
+            raise ValueError(
+                f"{self.name} returned {out.shape[1]} class; an attack needs a classifier with "
+                "at least 2 classes"
             )
         if self.num_classes is not None and out.shape[1] != self.num_classes:
             raise ValueError(
@@ -463,12 +557,7 @@ def check_traceable(predict_fn: Callable, example_batch: Any) -> jax.ShapeDtypeS
             f"predict_fn is not JAX-traceable ({type(err).__name__}: {_first_line(err)}): {_HINT}"
         ) from err
     if isinstance(predict_fn, HostTarget) and not isinstance(example_batch, jax.ShapeDtypeStruct):
-        x = jnp.asarray(np.asarray(example_batch)[:2], jnp.float32)
-        x = x[..., None] if x.ndim == 3 else x
-        prepared = np.asarray(predict_fn.prepare(x))
-        if predict_fn.input_dtype == "float64":
-            prepared = prepared.astype(np.float64)
-        predict_fn.predict_numpy(prepared, validate_probs=predict_fn.output == "probs")
+        predict_fn.check(np.asarray(example_batch)[:2])
     return out
 
 

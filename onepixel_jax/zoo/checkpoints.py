@@ -131,6 +131,15 @@ class ModelCard(Mapping):
         num_classes = obj.get("num_classes", default_k)
         if not _is_int(num_classes) or num_classes < 1:
             raise bad("num_classes", "an integer >= 1")
+        if num_classes < 2:
+            raise CardError(
+                f"{where}: field 'num_classes' is 1; an attacked classifier has at least 2 classes"
+            )
+        if _is_int(default_k) and num_classes != default_k:
+            raise CardError(
+                f"{where}: field 'num_classes' says {num_classes}, but the network it describes "
+                f"({arch}, model_kwargs) has {default_k} outputs; make them agree"
+            )
         names = obj.get("class_names") or [str(k) for k in range(num_classes)]
         if (
             not isinstance(names, list | tuple)
@@ -282,6 +291,11 @@ def load_variables(
     got_shapes = jax.tree_util.tree_map(lambda a: tuple(np.shape(a)), restored)
     if exp_shapes != got_shapes:
         raise ValueError(f"checkpoint {ckpt} does not match the architecture in its card")
+    if not all(np.all(np.isfinite(np.asarray(a))) for a in jax.tree_util.tree_leaves(restored)):
+        raise ValueError(
+            f"checkpoint {ckpt} holds NaN or infinite weights; it cannot be attacked or trained "
+            "from (train it again, or restore the file)"
+        )
     variables = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), restored)
     return variables, card
 
