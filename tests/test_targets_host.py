@@ -28,7 +28,7 @@ from onepixel_jax.targets.host import (
 )
 
 MODEL = "digits-cnn"
-CHECKPOINT = Path(__file__).resolve().parents[1] / "models" / MODEL / "params.msgpack"
+CHECKPOINT = opj.models.models_dir() / MODEL / "params.msgpack"
 CFG = opj.AttackConfig(popsize=20, max_iters=5)
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 

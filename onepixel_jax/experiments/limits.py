@@ -19,7 +19,9 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 
+from onepixel_jax import planner
 from onepixel_jax.errors import UsageError
+from onepixel_jax.planner import Schedule
 
 INT32_MAX = 2**31 - 1
 FLOAT_BYTES = 4
@@ -77,7 +79,7 @@ def check_sweep_sizes(
     *,
     popsize: int,
     max_iters: int,
-    chunk_size: int,
+    chunk_size: int | None,
     n_images: int,
     pixels: int = 1,
     image_shape: Sequence[int] | None = None,
@@ -92,10 +94,13 @@ def check_sweep_sizes(
       popsize, max_iters, chunk_size, n_images, pixels: the sweep's settings.
       image_shape: ``(H, W, C)``; None checks only the int32 bounds.
       attacks_per_image: 1, or ``K - 1`` in the all-targets mode.
-      batch_size: attacks evolved side by side (None: the sweep's automatic choice).
+      batch_size: attacks evolved side by side (None: the planner's choice).
       names: how each field is called in messages (default: ``--popsize``...).
       memory: bytes available (default: :func:`available_memory`).
     """
+    if chunk_size is None:  # the device's chunk (what the sweep will pick)
+        shape = tuple(image_shape) if image_shape is not None else (1, 1, 1)
+        chunk_size = planner.chunk_images(popsize, shape, attacks_per_image)
     names = dict(
         {
             "popsize": "--popsize",
@@ -130,11 +135,7 @@ def check_sweep_sizes(
     values = math.prod(int(s) for s in image_shape)
     channels = int(image_shape[-1])
     attacks = chunk_size * attacks_per_image  # attacks in one engine call
-    if batch_size is None:
-        from onepixel_jax.experiments.sweep import AUTO_BATCH_VALUES
-
-        batch_size = max(1, AUTO_BATCH_VALUES // max(popsize * values, 1))
-    slots = max(1, min(batch_size, attacks))
+    slots, _ = planner.plan_slots(popsize, attacks, tuple(image_shape), Schedule(batch_size))
     candidates = slots * popsize * values * FLOAT_BYTES * 2  # patched batch and its copy
     genes = slots * popsize * pixels * (2 + channels) * FLOAT_BYTES * 3
     chunk_images = attacks * values * FLOAT_BYTES * 2

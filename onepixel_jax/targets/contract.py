@@ -146,9 +146,7 @@ def _outputs(predict_fn: Callable, x: np.ndarray) -> tuple[np.ndarray, bool]:
     import jax
     import jax.numpy as jnp
 
-    from .host import HostTarget
-
-    if isinstance(predict_fn, HostTarget):
+    if callable(getattr(predict_fn, "host_fn", None)):  # a HostTarget (targets.host)
         prepared = predict_fn.prepare(jnp.asarray(x))
         try:
             predict_fn._check_model_shape(tuple(prepared.shape))
