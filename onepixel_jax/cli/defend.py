@@ -103,6 +103,23 @@ def _check_start(args: argparse.Namespace) -> None:
     pixels = getattr(args, "attack_pixels", None)
     if pixels is not None and pixels > h * w:
         raise UsageError(f"--attack-pixels {pixels} exceeds the {h * w} pixels of {h}x{w} images")
+    if getattr(args, "attack_popsize", None) is not None and args.attack_images > 0:
+        from onepixel_jax.experiments.limits import check_sweep_sizes
+
+        check_sweep_sizes(
+            popsize=args.attack_popsize,
+            max_iters=args.attack_iters,
+            chunk_size=args.attack_images,
+            n_images=args.attack_images,
+            pixels=pixels or 1,
+            image_shape=card["input_shape"],
+            names={
+                "popsize": "--attack-popsize",
+                "max_iters": "--attack-iters",
+                "chunk_size": "--attack-images",
+                "n_images": "--attack-images",
+            },
+        )
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:

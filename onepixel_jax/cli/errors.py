@@ -8,11 +8,12 @@ else is an internal error and keeps its traceback. :class:`ArgumentParser` gives
 own errors the same one-line form, and the argument types below reject impossible values
 while parsing, before any work starts.
 
-Interrupts: :func:`install_interrupt_handlers` (done by ``onepixel`` itself, not by
-``main(argv)`` called from Python) turns SIGINT and SIGTERM into ``KeyboardInterrupt``; the
-command stops after the records of finished work are on disk and exits with 130 (SIGINT) or
-143 (SIGTERM). :func:`finish_process` then ends the process with ``os._exit`` after flushing
-its output, which skips the interpreter's teardown, where XLA's threads could crash it.
+Interrupts: in the ``onepixel`` process itself (not when ``main(argv)`` is called from
+Python), :func:`install_interrupt_handlers` makes SIGINT and SIGTERM end the process at once
+with one line and exit code 130 (SIGINT) or 143 (SIGTERM), through ``os._exit`` after
+flushing: every file a command writes is safe at any moment, and the interpreter's teardown,
+where XLA's threads could crash it, is skipped. Called from Python, a KeyboardInterrupt
+returns 130 with one line.
 """
 
 from __future__ import annotations
@@ -99,9 +100,9 @@ def run_command(prog: str, func: Callable[[argparse.Namespace], int | None], arg
     """Run ``func(args)``; input errors print one line on stderr and return 2.
 
     ``prog`` is the command's name as shown (``"onepixel attack"``). KeyboardInterrupt returns
-    130 with one line (143 when it came from SIGTERM through the handlers of
-    :func:`install_interrupt_handlers`); every other exception propagates with its traceback.
+    130 with one line; every other exception propagates with its traceback.
     """
+    _SIGNAL["prog"] = prog
     try:
         code = int(func(args) or 0)
     except _input_errors() as exc:
@@ -135,40 +136,62 @@ def run_command(prog: str, func: Callable[[argparse.Namespace], int | None], arg
             code = 2
         else:
             raise
-    if _SIGNAL["received"] is not None:
-        code = 128 + _SIGNAL["received"]
     return code
 
 
 # --------------------------------------------------------------------------------------
 # Interrupts
 
-_SIGNAL: dict[str, int | bool | None] = {"received": None, "installed": False, "done": False}
+_SIGNAL: dict[str, object] = {"received": None, "installed": False, "prog": "onepixel"}
 
 
 def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError, AttributeError):
-            pass
+        except (OSError, ValueError, AttributeError, RuntimeError):
+            pass  # RuntimeError: the signal came in the middle of a write to the stream
 
 
 def _on_signal(signum: int, frame) -> None:
-    first = _SIGNAL["received"] is None
+    """End the ``onepixel`` process now, with exit code 128 + ``signum``.
+
+    Every file a command writes is safe at any moment: records are appended and fsynced one
+    at a time (a torn last line is dropped on resume), everything else is replaced
+    atomically, and the kernel drops the run folder's lock. Exiting here, rather than raising
+    KeyboardInterrupt, means the signal cannot be swallowed (Python ignores an exception
+    raised inside a garbage-collection callback, which JAX has) and the interpreter's
+    teardown, where XLA's threads can crash, never runs."""
     _SIGNAL["received"] = signum
-    if _SIGNAL["done"] or not first:
-        # The command has finished (or is already stopping): its files are on disk, and
-        # the interpreter's teardown is where XLA's threads can crash. Leave now.
-        _flush()
-        os._exit(128 + signum)
-    raise KeyboardInterrupt
+    name = "terminated" if signum == signal.SIGTERM else "interrupted"
+    message = (
+        f"{_SIGNAL['prog']}: {name}; finished work is on disk (run the same command again "
+        "to resume)\n"
+    )
+    _flush()
+    try:
+        os.write(2, (("\n" if sys.stderr.isatty() else "") + message).encode())
+    except (OSError, ValueError, AttributeError):
+        pass
+    os._exit(128 + signum)
+
+
+def running_as_onepixel() -> bool:
+    """Whether this process is the ``onepixel`` command (the console script, or ``python -m
+    onepixel_jax.cli``), as opposed to a program or test that imports the package."""
+    if sys.argv and os.path.basename(sys.argv[0]) == "onepixel":
+        return True
+    orig = list(getattr(sys, "orig_argv", []))
+    return "-m" in orig and orig[orig.index("-m") + 1 : orig.index("-m") + 2] == [
+        "onepixel_jax.cli"
+    ]
 
 
 def install_interrupt_handlers() -> bool:
-    """SIGINT and SIGTERM raise KeyboardInterrupt (and are remembered for the exit code);
-    a second signal, or one after the command finished, ends the process at once. Returns
-    False where handlers cannot be installed (not the main thread)."""
+    """SIGINT and SIGTERM end the process at once with exit code 130 or 143 and one line
+    (see :func:`_on_signal`). Returns False where handlers cannot be installed (not the
+    main thread). Only for the ``onepixel`` process: a program importing the package keeps
+    its own handlers."""
     try:
         signal.signal(signal.SIGINT, _on_signal)
         signal.signal(signal.SIGTERM, _on_signal)
@@ -178,19 +201,23 @@ def install_interrupt_handlers() -> bool:
     return True
 
 
+def guard_onepixel_process() -> None:
+    """Install the interrupt handlers as early as possible when this process is the
+    ``onepixel`` command (the package calls it before importing JAX, so that a Ctrl-C in the
+    first second is not lost in JAX's start-up)."""
+    if not _SIGNAL["installed"] and running_as_onepixel():
+        install_interrupt_handlers()
+
+
 def interrupts_handled() -> bool:
     """True once :func:`install_interrupt_handlers` has run in this process."""
     return bool(_SIGNAL["installed"])
 
 
 def finish_process(code: int) -> int:
-    """After a command of the ``onepixel`` process itself: mark it finished (a late signal
-    then exits at once with 128 + its number) and, when it was interrupted, end the process
-    with ``os._exit`` after flushing (every file the command writes is already fsynced)."""
-    _SIGNAL["done"] = True
-    if _SIGNAL["received"] is not None:
-        _flush()
-        os._exit(128 + int(_SIGNAL["received"]))
+    """The exit code of a command run by the ``onepixel`` process itself (a signal that
+    arrived meanwhile ended the process already)."""
+    _flush()
     return code
 
 
@@ -297,8 +324,8 @@ def check_path_length(path: str | os.PathLike, flag: str) -> None:
     """Raise UsageError when a component of ``path``, or the whole path, is longer than the
     file system allows (``NAME_MAX``/``PATH_MAX`` of the nearest existing folder)."""
     p = Path(path)
-    probe = p.parent if not p.exists() else p
-    while not probe.exists() and probe != probe.parent:
+    probe = p if os.path.exists(p) else p.parent  # os.path: False, not an error, on a long name
+    while not os.path.exists(probe) and probe != probe.parent:
         probe = probe.parent
     try:
         name_max = os.pathconf(probe, "PC_NAME_MAX")
@@ -385,3 +412,6 @@ def check_input_dir(path: str | os.PathLike | None, flag: str) -> None:
     """Raise UsageError when a given input directory does not exist."""
     if path is not None and not Path(path).is_dir():
         raise UsageError(f"{flag} {path} is not a directory")
+
+
+guard_onepixel_process()  # in the onepixel process, as early as this module is imported

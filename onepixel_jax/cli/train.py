@@ -11,6 +11,8 @@ import contextlib
 import shlex
 import sys
 
+import numpy as np
+
 from onepixel_jax import models as opj_models
 from onepixel_jax.cli import errors
 from onepixel_jax.errors import UsageError
@@ -80,6 +82,34 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=errors.command("onepixel train", _run_cli))
 
 
+def _check_model_size(config: TrainConfig, image_shape: tuple[int, int, int]) -> None:
+    """Refuse a network whose parameters, gradients and optimiser state (counted from the
+    shapes alone, nothing allocated) and one batch of images exceed the available memory."""
+    import jax
+
+    from onepixel_jax.experiments.limits import MEMORY_SHARE, available_memory, human_bytes
+    from onepixel_jax.zoo import architectures
+
+    have = available_memory()
+    if have is None:
+        return
+    try:
+        model = architectures.create(config.model, **config.model_kwargs(10))
+        shapes = jax.eval_shape(
+            lambda: architectures.init_variables(model, image_shape, jax.random.PRNGKey(0))
+        )
+    except (TypeError, ValueError):
+        return  # the training itself reports a model that does not fit the data
+    need = architectures.param_count(shapes) * 4 * 4  # params, gradients, two moments
+    need += config.batch_size * int(np.prod(image_shape)) * 4 * 8
+    if need > have * MEMORY_SHARE:
+        raise UsageError(
+            f"--width {config.width:g} and --batch-size {config.batch_size} need about "
+            f"{human_bytes(need)} of memory, more than the {human_bytes(have)} available; "
+            "lower them"
+        )
+
+
 def _rate(text: str) -> float:
     """A dropout rate: a finite number in [0, 1)."""
     value = errors.finite_float(text)
@@ -128,6 +158,7 @@ def _run_cli(args: argparse.Namespace) -> int:
             f"--dead-pixels {args.dead_pixels} exceeds the {h * w} pixels of a {h}x{w} "
             f"{args.dataset} image"
         )
+    _check_model_size(config, IMAGE_SHAPES[args.dataset])
     # A failed run leaves nothing behind; an interrupted one keeps what --resume continues.
     guard = contextlib.nullcontext() if args.resume else errors.removed_on_failure(args.out)
     with guard:

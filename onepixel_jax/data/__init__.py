@@ -10,6 +10,11 @@ CIFAR-10 python batches through a restricted unpickler, npz, image folders and t
 (tensorflow-datasets, only when asked).
 """
 
+# The package imports this module first: importing the command line's error module here
+# installs, when this process is the onepixel command, its SIGINT/SIGTERM handlers before
+# JAX is imported (a Ctrl-C during JAX's start-up would otherwise be swallowed by one of its
+# garbage-collection callbacks). A program importing the package is not affected.
+from onepixel_jax.cli import errors as _cli_errors  # noqa: F401
 from onepixel_jax.data import checksums, datasets, download, formats
 from onepixel_jax.data.checksums import KNOWN_SHA256, dataset_checksums
 from onepixel_jax.data.datasets import (

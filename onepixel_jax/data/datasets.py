@@ -220,7 +220,9 @@ def _mnist(sub: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
         x, y = found["images"], found["labels"]
         if len(x) != len(y):
             raise ValueError(f"{sub}: {len(x)} images but {len(y)} labels")
-        return x[..., None].astype(np.uint8), y.astype(np.int32), classes
+        if x.dtype != np.uint8:
+            raise ValueError(f"{sub}: MNIST images must be unsigned bytes, got {x.dtype}")
+        return x[..., None], y, classes  # labels are checked (never cast) by load()
     tree = sub / split
     if tree.is_dir():
         return load_image_folder(tree, mode="L", class_names=classes)

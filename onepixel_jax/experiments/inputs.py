@@ -104,6 +104,11 @@ def check_sweep(config, predict_fn: Callable, card: Mapping, images, labels, bat
     k = _card_classes(card)
     if _card_shape(card) is None or k is None:
         k = check_loaded_model(config.model, predict_fn, card, images[:2])
+    if config.pixels > shape[0] * shape[1]:
+        raise UsageError(
+            f"--pixels {config.pixels} exceeds the {shape[0]}x{shape[1]} image size of "
+            f"{config.dataset!r}"
+        )
     labels = np.asarray(labels)
     if labels.size and (labels.min() < 0 or labels.max() >= k):
         raise UsageError(
@@ -164,5 +169,8 @@ def load_dataset(
     try:
         images, labels, class_names = data.load(name, split, data_dir=data_dir, download=download)
     except (KeyError, ValueError, OSError, ImportError) as exc:
-        raise UsageError(f"cannot load dataset {name!r} split {split!r}: {one_line(exc)}") from exc
+        line = one_line(exc)
+        if line.startswith(f"dataset {name!r} split {split!r}: "):
+            line = line.split(": ", 1)[1]
+        raise UsageError(f"cannot load dataset {name!r} split {split!r}: {line}") from exc
     return np.asarray(images), np.asarray(labels), list(class_names)

@@ -214,7 +214,7 @@ def read_records(
                 missing = [k for k in RECORD_FIELDS if k not in rec]
                 if missing:
                     raise DamagedFileError(
-                        f"{path}: record {n} lacks {', '.join(missing)}; {RECORD_HINT}"
+                        f"{path} line {n}: the record lacks {', '.join(missing)}; " + RECORD_HINT
                     )
             if record_key(rec) not in seen:
                 seen.add(record_key(rec))

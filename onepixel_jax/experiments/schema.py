@@ -236,7 +236,7 @@ def check_record(rec: Any, run: RunInfoView, path: str | Path, line: int, hint: 
         raise DamagedFileError(f"{path} line {line} is not a JSON object; {hint}")
     missing = [k for k in RECORD_FIELDS if k not in rec]
     if missing:
-        raise DamagedFileError(f"{path}: record {line} lacks {', '.join(missing)}; {hint}")
+        raise DamagedFileError(f"{path} line {line}: the record lacks {', '.join(missing)}; {hint}")
     k = run.num_classes
     c.str_field("method", rec["method"])
     index = c.int_field("index", rec["index"])

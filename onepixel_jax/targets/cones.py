@@ -1,52 +1,84 @@
-"""Receptive-field window arithmetic for incremental evaluation (one spatial axis at a time).
+"""Receptive-field cones of single input pixels, one spatial axis at a time (NumPy, plan time).
 
-A spatial layer (convolution or pooling) with kernel ``k``, stride ``s`` and padding
-``pad_lo`` maps input position ``i`` to the outputs ``o`` whose window
-``[o * s - pad_lo, o * s - pad_lo + k - 1]`` contains ``i``. The functions here give, for a
-changed input range, the output range it reaches (:func:`reach`, traced), a static bound on
-that range's length (:func:`window_size`) and the start of a fixed-size window that holds it,
-clamped inside the layer (:func:`window_start`). Multiply-add counts of the full and the
-windowed layer are in :func:`conv_macs`.
+A *cone table* of a variable along one of its spatial axes is a pair of int64 arrays
+``(lo, hi)`` with one entry per input position ``p`` of the image axis it derives from (rows or
+columns): positions ``lo[p] .. hi[p]`` of the variable can change when input pixel ``p``
+changes, and no others (``lo[p] > hi[p]``: none can). The input itself has ``lo = hi = p``.
+
+A windowed operation (convolution or pooling with kernel ``k``, stride ``s``, low padding
+``pad_lo`` and kernel dilation ``dil``) reads input positions ``o * s - pad_lo + t * dil``
+(``t = 0 .. k - 1``) for output ``o``; :func:`reach` gives the hull of the outputs that read a
+changed position. An elementwise operation of two variables has the :func:`union` of their
+tables. A table gives a static window size (:func:`window`): the longest cone, and per input
+position the start of the window that holds its cone, clamped inside the axis. A cone of one
+pixel depends on that pixel only, so ``d`` pixels have ``d`` windows, each holding its own cone.
 """
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
+import numpy as np
 
 
-def out_size(n: int, k: int, s: int, pad_lo: int, pad_hi: int) -> int:
-    """Output length of a layer on ``n`` inputs (VALID after padding)."""
-    return (n + pad_lo + pad_hi - k) // s + 1
+def identity(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The input's table along an axis of ``size`` positions: ``lo = hi = p``."""
+    p = np.arange(size, dtype=np.int64)
+    return p, p.copy()
 
 
-def window_size(n_in: int, k: int, s: int, n_out: int) -> int:
-    """Static bound on the outputs reached by any ``n_in`` consecutive inputs.
-
-    The reached outputs satisfy ``o * s`` in an interval of ``n_in + k - 1`` integers, which
-    holds at most ``ceil((n_in + k - 1) / s)`` multiples of ``s``; never more than ``n_out``.
-    """
-    return min(n_out, -(-(n_in + k - 1) // s))
+def out_size(size: int, k: int, s: int, pad_lo: int, pad_hi: int, dil: int = 1) -> int:
+    """Output length of a windowed operation on ``size`` inputs (VALID after padding)."""
+    return (size + pad_lo + pad_hi - (k - 1) * dil - 1) // s + 1
 
 
-def reach(lo: jax.Array, hi: jax.Array, k: int, s: int, pad_lo: int, n_out: int):
-    """Output range ``[o_lo, o_hi]`` (int32, clipped to ``[0, n_out - 1]``) whose windows
-    meet the input range ``[lo, hi]``; empty (``o_lo > o_hi``) when strides skip it."""
-    o_lo = -((k - 1 - pad_lo - lo) // s)  # ceil((lo + pad_lo - k + 1) / s)
-    o_hi = (hi + pad_lo) // s
-    return jnp.clip(o_lo, 0, n_out - 1), jnp.clip(o_hi, 0, n_out - 1)
+def reach(
+    lo: np.ndarray,
+    hi: np.ndarray,
+    size_in: int,
+    k: int,
+    s: int,
+    pad_lo: int,
+    dil: int,
+    size_out: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The output table of a windowed operation whose input has table ``(lo, hi)`` along an
+    axis of ``size_in`` positions: the hull of the outputs ``o < size_out`` that read a
+    position in ``[lo[p], hi[p]]``; empty (``lo > hi``) when strides skip the whole range."""
+    taps = np.arange(size_out)[:, None] * s - pad_lo + np.arange(k)[None, :] * dil
+    hit = np.zeros((size_in + 1, size_out), np.int64)  # hit[i, o]: output o reads input i
+    o_idx = np.broadcast_to(np.arange(size_out)[:, None], taps.shape)
+    valid = (taps >= 0) & (taps < size_in)
+    hit[taps[valid], o_idx[valid]] = 1
+    cum = np.concatenate([np.zeros((1, size_out), np.int64), np.cumsum(hit, axis=0)])
+    a = np.clip(lo, 0, size_in)
+    b = np.clip(hi + 1, 0, size_in)
+    reached = (cum[np.maximum(b, a)] - cum[a]) > 0  # (positions, size_out)
+    any_hit = reached.any(axis=1)
+    first = np.where(any_hit, reached.argmax(axis=1), size_out)
+    last = np.where(any_hit, size_out - 1 - reached[:, ::-1].argmax(axis=1), -1)
+    return first.astype(np.int64), last.astype(np.int64)
 
 
-def window_start(o_lo: jax.Array, size: int, n_out: int) -> jax.Array:
-    """Start of the ``size``-long window that holds a reached range beginning at ``o_lo``,
-    clamped so that the window lies inside ``[0, n_out)``. A range of length at most
-    ``size`` starting at ``o_lo`` stays inside the clamped window."""
-    return jnp.clip(o_lo, 0, n_out - size)
+def union(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]):
+    """The table of a value computed from two tables' values (hull per position)."""
+    big, small = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    lo, hi = np.full_like(a[0], big), np.full_like(a[1], small)
+    for t_lo, t_hi in (a, b):
+        some = t_lo <= t_hi  # empty entries take no part
+        lo = np.where(some, np.minimum(lo, t_lo), lo)
+        hi = np.where(some, np.maximum(hi, t_hi), hi)
+    empty = lo > hi
+    return np.where(empty, 0, lo), np.where(empty, -1, hi)
 
 
-def input_extent(size: int, k: int, s: int) -> int:
-    """Inputs (padded coordinates) read by ``size`` consecutive outputs."""
-    return (size - 1) * s + k
+def window(lo: np.ndarray, hi: np.ndarray, size: int) -> tuple[int, np.ndarray]:
+    """``(n, starts)``: the static window length that holds every cone of the table along an
+    axis of ``size`` positions (at least 1, at most ``size``), and per input position the start
+    of its window, ``starts[p] <= lo[p]`` and ``hi[p] < starts[p] + n``, clamped inside the
+    axis (int32)."""
+    lengths = np.where(lo <= hi, hi - lo + 1, 0)
+    n = int(min(size, max(1, int(lengths.max(initial=0)))))
+    starts = np.clip(np.minimum(lo, size), 0, size - n)
+    return n, starts.astype(np.int32)
 
 
 def conv_macs(positions: int, kh: int, kw: int, c_in: int, c_out: int, groups: int = 1) -> int:
