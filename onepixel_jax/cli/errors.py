@@ -46,12 +46,9 @@ _PATH_ERRORS = (
 
 def _input_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [UsageError, DamagedFileError, UnsafeFileError]
-    try:
-        from onepixel_jax.data import DataNotFoundError
-    except ImportError:  # pragma: no cover - data is part of the package
-        pass
-    else:
-        errors.append(DataNotFoundError)
+    data = sys.modules.get("onepixel_jax.data")  # loaded with the package (it imports this)
+    if data is not None:
+        errors.append(data.DataNotFoundError)
     return tuple(errors)
 
 
