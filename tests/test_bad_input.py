@@ -239,6 +239,80 @@ CLI_CASES = [
     ("fool-unknown-model", fool("--model", "nope"), None, "nope"),
     ("fool-encoding", fool("--encoding", "jpeg"), None, "encoding"),
     ("fool-popsize-0", fool("--popsize", "0"), None, "popsize"),
+    # sizes: int32 counters, memory and the file system, checked before any work
+    ("attack-popsize-10**12", attack("--popsize", str(10**12)), None, "--popsize"),
+    ("attack-max-iters-2**32", attack("--max-iters", str(2**32)), None, "--max-iters"),
+    ("attack-chunk-size-10**9", attack("--chunk-size", str(10**9)), None, "--chunk-size"),
+    ("attack-n-images-10**12", attack("--n-images", str(10**12)), None, "--n-images"),
+    ("attack-out-name-300", attack(out="{tmp}/" + "x" * 300), None, "--out"),
+    ("fool-max-hidden-10**9", fool("--max-hidden", str(10**9)), None, "--max-hidden"),
+    ("fool-popsize-10**12", fool("--popsize", str(10**12)), None, "--popsize"),
+    ("train-dead-pixels-1000", train("--dead-pixels", "1000"), None, "--dead-pixels"),
+    (
+        "defend-dead-pixels-1000",
+        ["defend", "fine-tune", "--dead-pixels", "1000", "--out", "{tmp}/d"],
+        None,
+        "--dead-pixels",
+    ),
+    # numbers and addresses that cannot work
+    (
+        "attack-coordinator-garbage",
+        attack("--distributed", "--coordinator-address", "garbage"),
+        None,
+        "--coordinator-address",
+    ),
+    ("fool-eta-nan", fool("--eta", "nan"), None, "--eta"),
+    ("fool-eta-inf", fool("--eta", "inf"), None, "--eta"),
+    ("fool-weight-sigma-nan", fool("--weight-sigma", "nan"), None, "--weight-sigma"),
+    ("fool-weight-sigma-0", fool("--weight-sigma", "0"), None, "weight_sigma"),
+    ("train-dropout-1.5", train("--dropout", "1.5"), None, "--dropout"),
+    # outputs that would replace a run's records or a non-regular file
+    (
+        "report-table-over-results",
+        ["report", "{tmp}/run", "--table", "{tmp}/run/results.jsonl"],
+        _finished_run,
+        "holds its records",
+    ),
+    (
+        "report-table-over-run-json",
+        ["report", "{tmp}/run", "--table", "{tmp}/run/run.json"],
+        _finished_run,
+        "holds its records",
+    ),
+    (
+        "report-table-fifo",
+        ["report", "{tmp}/run", "--table", "{tmp}/fifo"],
+        lambda t: (_finished_run(t), os.mkfifo(t / "fifo")),
+        "fifo",
+    ),
+    (
+        "report-figure-linked-to-records",
+        ["report", "{tmp}/run"],
+        lambda t: (
+            _finished_run(t),
+            (t / "run" / "fitness.png").symlink_to(t / "run" / "results.jsonl"),
+        ),
+        "symbolic link",
+    ),
+    (
+        "resume-results-linked-outside",
+        attack(),
+        lambda t: (
+            _finished_run(t),
+            (t / "run" / "results.jsonl").rename(t / "outside.jsonl"),
+            (t / "run" / "results.jsonl").symlink_to(t / "outside.jsonl"),
+        ),
+        "symbolic link",
+    ),
+    (
+        "demo-damaged-cifar10",
+        ["demo", "--data-dir", "{tmp}/data", "--out", "{tmp}/d"],
+        lambda t: (
+            (t / "data" / "cifar10").mkdir(parents=True),
+            (t / "data" / "cifar10" / "test_first1000.npz").write_bytes(b"\x00not an npz"),
+        ),
+        "CIFAR-10 was found but cannot be read",
+    ),
 ]
 
 
