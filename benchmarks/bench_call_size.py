@@ -1,6 +1,6 @@
 """Bare forward rate (images/s) against the model-call size, per committed network.
 
-The engine's default call size on a CPU (``onepixel_jax.engine.CPU_CALL_SIZE``) comes from
+The engine's default call size on a CPU (``onepixel_jax.planner.CPU_CALL_SIZE``) comes from
 this measurement: bigger calls are not faster per image on a CPU, and NiN is faster on
 smaller ones. Usage::
 

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import onepixel_jax as opj
-from onepixel_jax.engine import plan_slots
+from onepixel_jax.planner import plan_slots
 from onepixel_jax.provenance import machine_info, package_versions, utc_now
 
 HERE = Path(__file__).resolve().parent
@@ -230,7 +230,7 @@ def main() -> int:
     x, y, warm_x, warm_y = x[:n], y[:n], x[n:], y[n:]
     shape = x.shape[1:]
     base = opj.AttackConfig(early_stop="success")  # the paper's protocol, default settings
-    slots, call_slots = plan_slots(base, n, shape)
+    slots, call_slots = plan_slots(base.popsize, n, shape, base.schedule())
     results = [run_opj("opj", predict_fn, x, y, base, warm_x, warm_y)]
     full = opj.AttackConfig(early_stop="success", incremental=False)
     results.append(run_opj("opj-full-forward", predict_fn, x, y, full, warm_x, warm_y))
