@@ -150,3 +150,45 @@ def test_de_variants_match_numpy(jit):
 def test_de_rand2_needs_six_members():
     with pytest.raises(ValueError, match="popsize must be at least 6"):
         de.differential_evolution(SearchSpace(1, 4, 4, 3, 5), "rand2")
+
+
+def test_strict_selection_keeps_the_parent_on_ties():
+    state = de.DEState(population=jnp.zeros((4, 5)), fitness=jnp.array([0.5, 0.5, 0.5, jnp.inf]))
+    child = jnp.array([0.4, 0.5, 0.6, jnp.nan])
+    np.testing.assert_array_equal(np.asarray(de.select(state, child)), [True, True, False, True])
+    np.testing.assert_array_equal(
+        np.asarray(de.select(state, child, "strict")), [True, False, False, False]
+    )
+
+
+def test_redraw_replaces_only_out_of_range_genes_uniformly_inside_the_box():
+    space = SearchSpace(pixels=1, height=6, width=5, channels=3, popsize=4000)
+    lo, hi = (np.asarray(b) for b in space.bounds())
+    rng = np.random.default_rng(0)
+    genes = rng.uniform(lo - 50, hi + 50, size=(4000, 5)).astype(np.float32)
+    out = np.asarray(de.handle_bounds(space, jnp.asarray(genes), "redraw", jax.random.key(1)))
+    inside = (genes >= lo) & (genes <= hi)
+    np.testing.assert_array_equal(out[inside], genes[inside])  # in range: untouched
+    assert np.all((out >= lo) & (out <= hi))
+    # redrawn values are uniform over each gene's range (not piled on the bounds)
+    redrawn = out[:, 2][~inside[:, 2]]
+    assert len(redrawn) > 500
+    assert np.mean(redrawn == 0.0) + np.mean(redrawn == 255.0) < 0.01
+    assert abs(np.mean(redrawn) - 127.5) < 10
+    clipped = np.asarray(de.handle_bounds(space, jnp.asarray(genes), "clip"))
+    np.testing.assert_array_equal(clipped, np.clip(genes, lo, hi))
+
+
+def test_the_paper_preset_is_strict_with_redraw():
+    import onepixel_jax as opj
+
+    paper = opj.search.make("paper")
+    assert dict(paper.options) == {"bounds": "redraw"}
+    assert dict(opj.search.make("paper", bounds="clip").options) == {"bounds": "clip"}
+    strategy = paper.build(6, 5, 3)
+    pop = jnp.asarray(np.random.default_rng(0).uniform(0, 4, (10, 5)), jnp.float32)
+    state = strategy.init(jax.random.key(0), pop, jnp.full((10,), 0.5), paper.params)
+    told = strategy.tell(jax.random.key(1), pop + 1.0, jnp.full((10,), 0.5), state, paper.params)
+    np.testing.assert_array_equal(np.asarray(told.population), np.asarray(pop))  # ties: parents
+    with pytest.raises(ValueError, match="bounds must be one of"):
+        opj.search.make("paper", bounds="wrap")

@@ -32,7 +32,7 @@ def test_stall_rule_gives_up_and_is_off_in_the_paper_preset():
     assert opj.AttackConfig(strategy="fast").stall > 0
 
 
-def test_paper_preset_is_the_default_de_bit_for_bit():
+def test_paper_preset_is_strict_de_with_redraw_bit_for_bit():
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (3, 6, 6, 3), dtype=np.uint8)
     labels = np.zeros(3, np.int32)
@@ -41,7 +41,9 @@ def test_paper_preset_is_the_default_de_bit_for_bit():
         return jax.nn.softmax(jnp.stack([b[..., 0].mean((1, 2)), b[..., 2].max((1, 2))], -1) / 30)
 
     cfgs = [
-        opj.AttackConfig(popsize=12, max_iters=4),
+        opj.AttackConfig(
+            popsize=12, max_iters=4, options=(("selection", "strict"), ("bounds", "redraw"))
+        ),
         opj.AttackConfig(strategy="paper", popsize=12, max_iters=4),
     ]
     a, b = (opj.attack(jax.random.key(7), model, images, labels, c, progress=False) for c in cfgs)

@@ -4,8 +4,11 @@ The paper's setting is DE/rand/1 with ``F = 0.5`` and no crossover::
 
     child_i = x_r1 + F * (x_r2 - x_r3),   r1, r2, r3 distinct and different from i
 
-and each child competes only with its parent (same index; the child wins ties). Variants
-(the ablation of docs/search.md):
+and each child competes only with its parent (same index). The paper's text keeps a child
+"only if [it is] more fitted" than its parent: ``selection="strict"``. The ``"de"`` strategy's
+default lets a child win ties (``"ties"``, SciPy's rule) and clips out-of-range mutants to the
+box (``bounds="clip"``); SciPy redraws them uniformly (``"redraw"``). The ``"paper"`` preset is
+strict with redraw. Variants (the ablation of docs/search.md):
 
 - ``mutation="best1"``: ``x_best + F * (x_r1 - x_r2)`` (SciPy's default, with crossover);
 - ``mutation="current_to_best1"``: ``x_i + F * (x_best - x_i) + F * (x_r1 - x_r2)``;
@@ -103,12 +106,31 @@ def binomial_crossover(
     return jnp.where(take, mutants, parents)
 
 
-def select(state: DEState, child_fitness: jax.Array) -> jax.Array:
+SELECTIONS = ("ties", "strict")
+BOUNDS = ("clip", "redraw")
+
+
+def select(state: DEState, child_fitness: jax.Array, selection: str = "ties") -> jax.Array:
     """Parent-versus-child selection mask: True where the child replaces its parent.
 
-    A child wins ties (``<=``), which lets the population drift across plateaus.
+    ``"ties"``: a child wins ties (``<=``), which lets the population drift across plateaus
+    (SciPy's rule). ``"strict"``: only a fitter child survives (``<``), the paper's text
+    ("only if they are more fitted than their parents").
     """
-    return clean_fitness(child_fitness) <= state.fitness
+    child = clean_fitness(child_fitness)
+    return child < state.fitness if selection == "strict" else child <= state.fitness
+
+
+def handle_bounds(
+    space: SearchSpace, genes: jax.Array, bounds: str = "clip", key: jax.Array | None = None
+) -> jax.Array:
+    """Mutants brought back into the gene box: ``"clip"`` to the nearest bound, or
+    ``"redraw"`` every out-of-range gene uniformly inside its bounds (SciPy's DE)."""
+    if bounds == "clip":
+        return space.clip(genes)
+    lower, upper = space.bounds()
+    fresh = jax.random.uniform(key, genes.shape, minval=lower, maxval=upper)
+    return jnp.where((genes < lower) | (genes > upper), fresh, genes)
 
 
 def mutate_variant(
@@ -135,12 +157,22 @@ def mutate_variant(
 
 
 def differential_evolution(
-    space: SearchSpace, mutation: str = "rand1", crossover: bool = False, dither: bool = False
+    space: SearchSpace,
+    mutation: str = "rand1",
+    crossover: bool = False,
+    dither: bool = False,
+    selection: str = "ties",
+    bounds: str = "clip",
 ) -> Strategy:
     """DE over ``space``: ``mutation`` in :data:`MUTATIONS`, binomial ``crossover`` on/off,
-    ``dither`` (a fresh ``F`` in ``[F, 2F)`` every generation)."""
+    ``dither`` (a fresh ``F`` in ``[F, 2F)`` every generation), ``selection`` in
+    :data:`SELECTIONS` and the handling of out-of-range mutants, ``bounds`` in :data:`BOUNDS`."""
     if mutation not in MUTATIONS:
         raise ValueError(f"mutation must be one of {MUTATIONS}, got {mutation!r}")
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+    if bounds not in BOUNDS:
+        raise ValueError(f"bounds must be one of {BOUNDS}, got {bounds!r}")
     popsize = space.popsize
     draws = _DRAWS[mutation]
     if popsize < draws + 1:
@@ -163,10 +195,10 @@ def differential_evolution(
         children = mutate_variant(mutation, pop, state.fitness, idx, f)
         if crossover:
             children = binomial_crossover(k_cross, pop, children, params.crossover_rate)
-        return space.clip(children), state
+        return handle_bounds(space, children, bounds, jax.random.fold_in(k_ask, 2)), state
 
     def tell(key, genes, fitness, state, params):
-        win = select(state, fitness)
+        win = select(state, fitness, selection)
         return DEState(
             population=jnp.where(win[:, None], genes, state.population),
             fitness=jnp.where(win, clean_fitness(fitness), state.fitness),
@@ -201,10 +233,23 @@ def check_mutation(mutation) -> str:
     return mutation
 
 
-def de_settings(F=0.5, crossover=None, mutation="rand1", sampler="paper", dither=False):
+def de_settings(
+    F=0.5,
+    crossover=None,
+    mutation="rand1",
+    sampler="paper",
+    dither=False,
+    selection="ties",
+    bounds="clip",
+):
     """DE's settings: ``F`` and the crossover rate are traced; the mutation, whether there is
-    crossover, the initial ``sampler`` and ``dither`` are static."""
+    crossover, the initial ``sampler``, ``dither``, the ``selection`` rule and the ``bounds``
+    handling are static."""
     rate = check_crossover(crossover)
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+    if bounds not in BOUNDS:
+        raise ValueError(f"bounds must be one of {BOUNDS}, got {bounds!r}")
     if not isinstance(dither, bool | np.bool_):
         raise TypeError(f"dither must be a bool, got {dither!r}")
     options = {
@@ -212,17 +257,28 @@ def de_settings(F=0.5, crossover=None, mutation="rand1", sampler="paper", dither
         "crossover": rate is not None,
         "dither": bool(dither),
         "sampler": check_sampler(sampler),
+        "selection": selection,
+        "bounds": bounds,
     }
     return options, DEParams(F=np.float32(check_F(F)), crossover_rate=np.float32(rate or 0.0))
 
 
-def paper_settings():
-    """The paper's DE has no settings: DE/rand/1, F = 0.5, no crossover, N(128, 127)."""
-    return {}, DEParams(F=np.float32(0.5), crossover_rate=np.float32(0.0))
+PAPER_BOUNDS = "redraw"
 
 
-def _paper(space: SearchSpace) -> Strategy:
-    return differential_evolution(dataclasses.replace(space, sampler="paper"), "rand1", False)
+def paper_settings(bounds=PAPER_BOUNDS):
+    """The paper's DE: DE/rand/1, F = 0.5, no crossover, colours from N(128, 127), a child
+    replaces its parent only when it is fitter (the paper's text). The text is silent on
+    mutants outside the box; ``bounds`` defaults to SciPy's redraw (the implementation most
+    reproductions use), ``"clip"`` is the alternative."""
+    if bounds not in BOUNDS:
+        raise ValueError(f"bounds must be one of {BOUNDS}, got {bounds!r}")
+    return {"bounds": bounds}, DEParams(F=np.float32(0.5), crossover_rate=np.float32(0.0))
+
+
+def _paper(space: SearchSpace, bounds: str = PAPER_BOUNDS) -> Strategy:
+    space = dataclasses.replace(space, sampler="paper")
+    return differential_evolution(space, "rand1", False, False, "strict", bounds)
 
 
 SPEC = StrategySpec(
@@ -236,6 +292,7 @@ PAPER_SPEC = StrategySpec(
     name="paper",
     build=_paper,
     settings=paper_settings,
-    description="the paper's DE exactly: DE/rand/1, F=0.5, no crossover, N(128, 127) colours",
+    description="the paper's DE: DE/rand/1, F=0.5, no crossover, N(128, 127) colours, strict "
+    "selection, out-of-range mutants redrawn",
     min_popsize=4,
 )
