@@ -22,7 +22,7 @@ from onepixel_jax.experiments.sweep import (
     SweepConfig,
     SweepOutcome,
     SweepProgress,
-    method_names,
+    known_methods,
     run_sweep,
 )
 from onepixel_jax.objective import STOP_RULES
@@ -98,19 +98,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "configuration, may change between resumes (default: about 4M input values per "
         "model call)",
     )
-    names = method_names()
+    names = known_methods()
     p.add_argument(
         "--strategy",
         choices=names,
         default="de",
-        help="search method (default: de, the paper's differential evolution)",
+        metavar="METHOD",
+        help="search method: a strategy or a preset such as de-best1 (default: de, the "
+        "paper's differential evolution; see docs/search.md)",
     )
     p.add_argument(
         "--baseline",
         choices=("none", *names),
-        default="none",
+        action="append",
+        default=None,
+        metavar="METHOD",
         help="also run this search with the same evaluation budget on the same attacks, "
-        "e.g. random (the paper's baseline)",
+        "e.g. random (the paper's baseline); repeat for several",
+    )
+    p.add_argument(
+        "--own-budgets",
+        action="store_true",
+        help="each method at its own budget (a preset's popsize and generations, a "
+        "strategy's defaults) instead of one shared --popsize and --max-iters",
+    )
+    p.add_argument(
+        "--max-queries",
+        type=errors.int_at_least(1),
+        default=None,
+        help="cap every method's budget at this many model evaluations per attack",
+    )
+    p.add_argument(
+        "--shared-keys",
+        action="store_true",
+        help="every method draws the same random numbers (common random numbers)",
     )
     p.add_argument(
         "--include-misclassified",
@@ -203,19 +224,37 @@ def cluster_share(args: argparse.Namespace) -> tuple[tuple[int, int] | None, lis
 def config_from_args(args: argparse.Namespace) -> SweepConfig:
     """The sweep configuration of parsed ``onepixel attack`` arguments (UsageError if bad)."""
     methods = (args.strategy,)
-    if args.baseline != "none":
-        if args.baseline == args.strategy:
-            raise UsageError(f"--baseline {args.baseline} is the --strategy itself")
-        methods += (args.baseline,)
+    for baseline in args.baseline or ():
+        if baseline == "none":
+            continue
+        if baseline in methods:
+            what = "the --strategy itself" if baseline == args.strategy else "given twice"
+            raise UsageError(f"--baseline {baseline} is {what}")
+        methods += (baseline,)
     popsize, max_iters = args.popsize, args.max_iters
-    if popsize is None or max_iters is None:  # the first method's own budget
-        import onepixel_jax as opj
+    own_budgets = bool(getattr(args, "own_budgets", False))
+    if own_budgets:
+        for flag, value in (("--popsize", popsize), ("--max-iters", max_iters)):
+            if value is not None:
+                raise UsageError(f"{flag} cannot be combined with --own-budgets")
+        popsize, max_iters = 400, 100  # replaced by the largest of the methods' own
+    elif popsize is None or max_iters is None:  # the first method's own budget
+        from onepixel_jax.experiments import methods as methods_lib
 
         try:
-            own = opj.AttackConfig(strategy=args.strategy, popsize=popsize, max_iters=max_iters)
+            own = methods_lib.get(args.strategy).attack_config(pixels=1)
         except (ValueError, TypeError) as exc:
             raise UsageError(f"--strategy {args.strategy}: {exc}") from None
-        popsize, max_iters = own.popsize, own.max_iters
+        if popsize is None and max_iters is None:
+            popsize, max_iters = own.popsize, own.max_iters
+        popsize = own.popsize if popsize is None else popsize
+        if max_iters is None:
+            try:
+                max_iters = methods_lib.attack_config(
+                    args.strategy, budget=(popsize, None)
+                ).max_iters
+            except (ValueError, TypeError) as exc:
+                raise UsageError(f"--strategy {args.strategy}: {exc}") from None
     try:
         return SweepConfig(
             model=args.model,
@@ -232,6 +271,9 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
             chunk_size=args.chunk_size,
             methods=methods,
             include_misclassified=bool(args.include_misclassified),
+            own_budgets=own_budgets,
+            max_queries=getattr(args, "max_queries", None),
+            shared_keys=bool(getattr(args, "shared_keys", False)),
         )
     except SettingError as exc:
         raise _flag_error(exc) from None
@@ -243,6 +285,8 @@ def _flag_error(exc: SettingError) -> UsageError:
         flag = "--early-stop"
     elif exc.field == "methods":
         flag = "--strategy/--baseline"
+    elif exc.field == "max_queries":
+        flag = "--max-queries"
     return UsageError(
         f"{flag} {exc.detail}".replace("early_stop threshold", "--early-stop threshold")
     )

@@ -8,11 +8,17 @@ call per method, whose records are appended to the run folder's ``results.jsonl`
 to disk before the next chunk starts (see :mod:`onepixel_jax.experiments.run_folder`).
 
 Determinism: the key of a chunk is ``fold_in(key(seed), first position of the chunk)``, method
-``m`` (its position in ``methods``) uses ``fold_in(chunk key, m)``, and the engine derives
-attack ``j`` of a call from ``fold_in(method key, j)``. A re-run, or a resumed run that repeats a
+``m`` (its position in ``methods``) uses ``fold_in(chunk key, m)`` (with ``shared_keys``, the
+chunk key itself: every method draws the same random numbers), and the engine derives attack
+``j`` of a call from ``fold_in(method key, j)``. A re-run, or a resumed run that repeats a
 half-written chunk, therefore produces identical records. ``chunk_size`` is part of the
 configuration; ``batch_size`` (how many attacks the engine evolves side by side) is not, and
 may change between resumes.
+
+Methods are named (:mod:`onepixel_jax.experiments.methods`): a strategy of the search registry
+or a preset (a strategy with settings and a budget of its own, such as ``de-best1``). They share
+the config's ``popsize`` and ``max_iters`` unless ``own_budgets`` gives each its own;
+``max_queries`` caps every method's budget.
 """
 
 from __future__ import annotations
@@ -53,6 +59,9 @@ _COMMAND_ORDER = (
     "chunk_size",
     "methods",
     "include_misclassified",
+    "own_budgets",
+    "max_queries",
+    "shared_keys",
 )
 
 
@@ -63,6 +72,14 @@ class SettingError(UsageError):
         super().__init__(f"{field} {detail}")
         self.field = field
         self.detail = detail
+
+
+def known_methods() -> tuple[str, ...]:
+    """Every name a sweep's ``methods`` may hold: the strategies, then the presets of
+    :mod:`onepixel_jax.experiments.methods`."""
+    from onepixel_jax.experiments import methods as methods_lib
+
+    return tuple(methods_lib.names())
 
 
 def method_names() -> tuple[str, ...]:
@@ -96,6 +113,13 @@ class SweepConfig:
       methods: search methods run on the same images, e.g. ``("de", "random")``; the first
         is the main one, the others are compared with it.
       include_misclassified: attack every image with the model's prediction as label.
+      own_budgets: each method runs at its own budget (a preset's popsize and generations, a
+        strategy's defaults) instead of ``popsize`` and ``max_iters``, which are then set to
+        the largest of the methods' (they size the engine's calls).
+      max_queries: caps every method's budget at this many evaluations per attack
+        (``max_iters = max_queries // popsize - 1`` where it is over); ``None``: no cap.
+      shared_keys: every method of a chunk draws from the chunk's key (common random
+        numbers): a method's records do not depend on the other methods of the run.
     """
 
     model: str
@@ -112,9 +136,17 @@ class SweepConfig:
     chunk_size: int | None = None
     methods: tuple[str, ...] = ("de",)
     include_misclassified: bool = False
+    own_budgets: bool = False
+    max_queries: int | None = None
+    shared_keys: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", tuple(self.methods))
+        for name in ("own_budgets", "shared_keys"):
+            if not isinstance(getattr(self, name), bool):
+                raise SettingError(name, f"must be a bool, got {getattr(self, name)!r}")
+        if self.max_queries is not None and (not _is_int(self.max_queries) or self.max_queries < 1):
+            raise SettingError("max_queries", f"must be an integer >= 1, got {self.max_queries!r}")
         for name in ("model", "dataset", "split"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
@@ -149,7 +181,7 @@ class SweepConfig:
                 raise SettingError("threshold", "only applies with early_stop threshold")
         if not self.methods:
             raise SettingError("methods", "must name at least one search method")
-        known = method_names()
+        known = known_methods()
         for m in self.methods:
             if m not in known:
                 raise SettingError(
@@ -157,8 +189,45 @@ class SweepConfig:
                 )
         if len(set(self.methods)) != len(self.methods):
             raise SettingError("methods", f"names a method twice: {self.methods}")
+        self._check_method_budgets()
         if not isinstance(self.include_misclassified, bool):
             raise SettingError("include_misclassified", "must be a bool")
+
+    def _check_method_budgets(self) -> None:
+        """Every method's engine settings must exist; with ``own_budgets`` the popsize and
+        max_iters fields become the largest of the methods'."""
+        from onepixel_jax.experiments import methods as methods_lib
+
+        budget = None if self.own_budgets else (self.popsize, self.max_iters)
+        cfgs = []
+        for m in self.methods:
+            try:
+                cfgs.append(
+                    methods_lib.attack_config(
+                        m, pixels=self.pixels, budget=budget, max_queries=self.max_queries
+                    )
+                )
+            except (ValueError, TypeError) as exc:
+                field = "max_queries" if "max_queries" in str(exc) else "methods"
+                raise SettingError(field, f"({m}): {exc}") from None
+        if self.own_budgets:
+            object.__setattr__(self, "popsize", max(c.popsize for c in cfgs))
+            object.__setattr__(self, "max_iters", max(c.max_iters for c in cfgs))
+
+    def attack_config(self, method: str, batch_size: int | None = None) -> AttackConfig:
+        """The engine settings of ``method`` in this sweep (see the class docstring)."""
+        from onepixel_jax.experiments import methods as methods_lib
+
+        return methods_lib.attack_config(
+            method,
+            pixels=self.pixels,
+            targeted=self.mode != "untargeted",
+            early_stop=self.early_stop,
+            threshold=self.threshold,
+            budget=None if self.own_budgets else (self.popsize, self.max_iters),
+            max_queries=self.max_queries,
+            batch_size=batch_size,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The run.json form (``methods`` as a list)."""
@@ -213,8 +282,10 @@ def command_line(config: SweepConfig, out: str | Path, data_dir: str | None = No
     for key in _COMMAND_ORDER:
         value = getattr(config, key)
         flag = "--" + key.replace("_", "-")
-        if key == "include_misclassified":
+        if key in ("include_misclassified", "own_budgets", "shared_keys"):
             parts += [flag] if value else []
+        elif key in ("popsize", "max_iters") and config.own_budgets:
+            continue  # each method's own
         elif key == "early_stop":
             parts += [flag, value or "none"]
         elif key == "methods":
@@ -312,17 +383,28 @@ def _check_inputs(config: SweepConfig, images: np.ndarray, labels: np.ndarray, c
         raise SettingError("pixels", f"{config.pixels} exceeds the {height}x{width} image size")
 
 
-def _new_run_info(config, out, predict_fn, images, labels, card, class_names, data_dir) -> dict:
+def method_settings(config: SweepConfig) -> dict[str, dict]:
+    """Per method, the engine settings it runs with (strategy, budget, stall, settings)."""
+    from onepixel_jax.experiments import methods as methods_lib
+
+    return {m: methods_lib.describe(config.attack_config(m)) for m in config.methods}
+
+
+def _new_run_info(
+    config, out, predict_fn, images, labels, card, class_names, data_dir, command, extra
+) -> dict:
     indices, attack_labels, clean_probs = select_images(
         predict_fn, images, labels, config.n_images, config.include_misclassified
     )
     return {
+        **(extra or {}),
         "config": config.to_json(),
+        "method_settings": method_settings(config),
         "model_sha256": _model_sha(card),
         "model_card": dict(card) if isinstance(card, Mapping) else {},
         **run_folder.provenance_fields(),
         "seed": config.seed,
-        "command": command_line(config, out, data_dir),
+        "command": command or command_line(config, out, data_dir),
         "data_dir": None if data_dir is None else str(data_dir),
         "num_classes": int(clean_probs.shape[1]),
         "class_names": list(class_names) if class_names is not None else [],
@@ -332,7 +414,7 @@ def _new_run_info(config, out, predict_fn, images, labels, card, class_names, da
     }
 
 
-def _grow_run(out, info, config, predict_fn, images, labels, data_dir) -> dict:
+def _grow_run(out, info, config, predict_fn, images, labels, data_dir, command) -> dict:
     """Extend a run's image list to ``config.n_images``; the first images stay as they are."""
     from onepixel_jax import provenance
 
@@ -352,7 +434,7 @@ def _grow_run(out, info, config, predict_fn, images, labels, data_dir) -> dict:
     info = dict(info, config=config.to_json())
     info.update(
         _selection_fields(indices, attack_labels, labels),
-        command=command_line(config, out, data_dir),
+        command=command or command_line(config, out, data_dir),
         grown=info.get("grown", []) + [grown],
     )
     run_folder.write_run_info(out, info)
@@ -379,18 +461,9 @@ def _with_chunk_size(config, out, images, labels, card, class_names) -> SweepCon
     return dataclasses.replace(config, chunk_size=chunk)
 
 
-def _attack_config(config: SweepConfig, batch_size: int | None, method: str):
-    """The engine settings of ``method`` (a strategy name of the search registry)."""
-    return AttackConfig(
-        strategy=method,
-        pixels=config.pixels,
-        popsize=config.popsize,
-        max_iters=config.max_iters,
-        targeted=config.mode != "untargeted",
-        early_stop=config.early_stop,
-        threshold=config.threshold,
-        batch_size=batch_size,
-    )
+def _attack_config(config: SweepConfig, batch_size: int | None, method: str) -> AttackConfig:
+    """The engine settings of ``method`` (:meth:`SweepConfig.attack_config`)."""
+    return config.attack_config(method, batch_size)
 
 
 def _round(values: Any, digits: int = 7) -> list:
@@ -487,6 +560,9 @@ def run_sweep(
     attack_fn: Callable | None = None,
     progress: Callable[[SweepProgress], None] | None = None,
     shard: tuple[int, int] | None = None,
+    command: str | None = None,
+    run_info: Mapping[str, Any] | None = None,
+    record_fields: Callable[[str, Any], list[dict]] | None = None,
 ) -> SweepOutcome:
     """Run, resume or grow a sweep into the run folder ``out``.
 
@@ -511,6 +587,13 @@ def run_sweep(
         appends to that share's own results file, so the ``n`` shares can run at once into
         one folder; their merged records equal those of one unsharded run
         (:func:`~onepixel_jax.experiments.run_folder.load_run`). ``None``: every chunk.
+      command: the command recorded in run.json as reproducing the run (``None``: the
+        ``onepixel attack`` command of ``config``).
+      run_info: further fields for a new run.json (an experiment grid's description of its
+        cell); the caller checks them when the run resumes.
+      record_fields: ``fn(method, result) -> [dict]``, fields added to the records of one
+        engine call (one dict per attack of ``result``), e.g. a detector's verdict on the
+        returned images.
 
     Returns:
       A :class:`SweepOutcome`. A KeyboardInterrupt propagates after the records of every
@@ -544,23 +627,25 @@ def run_sweep(
     with RunFolderLock(out, shard):  # one writer per folder, or per share (issue #24)
         return _locked_sweep(
             config, out, predict_fn, images, labels, card, class_names, data_dir,
-            batch_size, attack_fn, progress, shard,
+            batch_size, attack_fn, progress, shard, command, run_info, record_fields,
         )  # fmt: skip
 
 
 def _locked_sweep(
     config, out, predict_fn, images, labels, card, class_names, data_dir,
-    batch_size, attack_fn, progress, shard,
+    batch_size, attack_fn, progress, shard, command=None, run_info=None, record_fields=None,
 ) -> SweepOutcome:  # fmt: skip
     """The body of :func:`run_sweep`, run while holding the run folder's writer lock."""
     info = check_resume(out, config, _model_sha(card))
     grown = False
     if info is None:
-        info = _new_run_info(config, out, predict_fn, images, labels, card, class_names, data_dir)
+        info = _new_run_info(
+            config, out, predict_fn, images, labels, card, class_names, data_dir, command, run_info
+        )
         out.mkdir(parents=True, exist_ok=True)
         run_folder.write_run_info(out, info)
     elif info["config"]["n_images"] < config.n_images:
-        info = _grow_run(out, info, config, predict_fn, images, labels, data_dir)
+        info = _grow_run(out, info, config, predict_fn, images, labels, data_dir, command)
         grown = True
     indices = np.asarray(info["indices"], np.int64)
     attack_labels = np.asarray(info["labels"], np.int64)
@@ -651,7 +736,7 @@ def _locked_sweep(
             t0 = time.perf_counter()
             result = _attack_rows(
                 attack_fn,
-                jax.random.fold_in(chunk_key, m),
+                chunk_key if config.shared_keys else jax.random.fold_in(chunk_key, m),
                 predict_fn,
                 images,
                 rows,
@@ -663,6 +748,9 @@ def _locked_sweep(
             )
             elapsed = time.perf_counter() - t0
             recs = make_records(result, rows, images[[r[1] for r in rows]], method, elapsed)
+            if record_fields is not None:
+                for rec, extra in zip(recs, record_fields(method, result), strict=True):
+                    rec.update(extra)
             new = [r for r in recs if run_folder.record_key(r) not in done]
             run_folder.append_records(out, new, shard=shard)
             for r in new:
