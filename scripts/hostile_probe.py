@@ -405,7 +405,9 @@ def zoo_variant(tmp: Path, kind: str) -> None:
     """A copy of digits-cnn under ``tmp/ckpt`` broken according to ``kind``."""
     from flax import serialization
 
-    src = ROOT / "models" / "digits-cnn"
+    from onepixel_jax.zoo import models_dir
+
+    src = models_dir() / "digits-cnn"
     dst = tmp / "ckpt"
     shutil.copytree(src, dst)
     card = json.loads((dst / "card.json").read_text())

@@ -24,7 +24,6 @@ from onepixel_jax.cli import main
 from onepixel_jax.targets.contract import ModelContractError, check_model, example_batch
 from onepixel_jax.targets.host import HostModelError, surface_host_errors
 
-ROOT = Path(__file__).resolve().parents[1]
 X = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 1)).astype(np.uint8)
 
 
@@ -139,7 +138,7 @@ def test_a_host_model_raising_mid_search_is_named_with_its_error():
 
 def _checkpoint(tmp_path: Path, edit) -> Path:
     dst = tmp_path / "ckpt"
-    shutil.copytree(ROOT / "models" / "digits-cnn", dst)
+    shutil.copytree(opj.models.models_dir() / "digits-cnn", dst)
     card = json.loads((dst / "card.json").read_text())
     edit(dst, card)
     (dst / "card.json").write_text(json.dumps(card))
