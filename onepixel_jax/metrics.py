@@ -12,6 +12,17 @@ Conventions
 - ``probs``: ``(N, K)`` float class probabilities on the adversarial image.
 - Rates are fractions in ``[0, 1]``; the report multiplies by 100.
 - Means over an empty set are ``nan`` (e.g. the confidence of a run without successes).
+
+Replays of the engine's rules
+-----------------------------
+An attack stopped at its first success records how many queries it took (``queries``, the
+whole budget when it failed), so one run answers "how many attacks succeed within ``q``
+queries" for every ``q`` (:func:`success_within`, :func:`success_curve`). The cap on queries
+and the stall rule only end a run earlier (the search up to that point is the same), so they
+are replayed exactly on the records: :func:`truncate_runs` (a run capped at ``q`` queries) and
+:func:`replay_stall` (the stall rule of ``k`` generations, on the recorded best fitness per
+generation). ``popsize`` is the number of candidates per generation: queries are counted in
+whole generations.
 """
 
 from __future__ import annotations
@@ -244,3 +255,98 @@ def paired_comparison(
         out["neither_b_lower"] = int((neither & (fb < fa)).sum())
         out["neither_p_value"] = sign_test_p(out["neither_a_lower"], out["neither_b_lower"])
     return out
+
+
+# --------------------------------------------------------------------------------------
+# Replays of the engine's rules on records
+
+
+def success_within(success: np.ndarray, queries: np.ndarray, limit: int) -> np.ndarray:
+    """``(N,)`` bool: the attacks that succeeded with at most ``limit`` queries."""
+    success = np.asarray(success, bool)
+    return success & (np.asarray(queries, np.int64) <= limit)
+
+
+def success_curve(success: np.ndarray, queries: np.ndarray, checkpoints) -> np.ndarray:
+    """``(Q,)`` int64: how many attacks succeeded within each of the ``checkpoints`` queries
+    (the curve of successes against queries of runs that stop at their first success)."""
+    success = np.asarray(success, bool)
+    queries = np.asarray(queries, np.int64)
+    limits = np.asarray(checkpoints, np.int64).reshape(-1)
+    return (success[None, :] & (queries[None, :] <= limits[:, None])).sum(axis=1).astype(np.int64)
+
+
+def truncate_runs(
+    success: np.ndarray, queries: np.ndarray, popsize, cap: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The runs as a cap of ``cap`` queries per attack would have ended them.
+
+    A capped run makes ``cap // popsize`` whole generations (``limit`` queries): a success
+    within ``limit`` queries is kept as it is, any other run fails after ``limit`` queries.
+    ``popsize``: a number or ``(N,)``. Returns ``(success (N,) bool, queries (N,) int64)``.
+    """
+    success = np.asarray(success, bool)
+    queries = np.asarray(queries, np.int64)
+    popsize = np.broadcast_to(np.asarray(popsize, np.int64), queries.shape)
+    if np.any(popsize < 1) or cap < 0:
+        raise ValueError(f"popsize must be >= 1 and cap >= 0, got {popsize.min()} and {cap}")
+    limit = (cap // popsize) * popsize
+    kept = queries <= limit
+    return success & kept, np.where(kept, queries, limit)
+
+
+def replay_stall(
+    success: np.ndarray,
+    queries: np.ndarray,
+    popsize,
+    histories,
+    stall: int,
+    eps: float = 1e-4,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The runs as the stall rule of ``stall`` generations would have ended them.
+
+    The engine's rule (:meth:`onepixel_jax.objective.Objective.gives_up`): after generation
+    ``g >= stall`` (generation 0 is the initial population) an attack is given up when its best
+    fitness has not improved by more than ``eps`` since generation ``g - stall``. A success in
+    the generation where the rule would fire still counts (the engine checks success first).
+
+    Args:
+      success, queries: ``(N,)`` of runs without the rule (or with a longer one).
+      popsize: candidates per generation, a number or ``(N,)``.
+      histories: per attack, the best fitness after each generation (lower is better): a
+        ``(N, G)`` array or ``N`` sequences of any lengths; only the first
+        ``queries // popsize`` values of each (the generations it ran) are read.
+      stall: generations (``0``: no rule, the runs are returned as they are).
+
+    Returns:
+      ``(success (N,) bool, queries (N,) int64)``.
+    """
+    success = np.asarray(success, bool)
+    queries = np.asarray(queries, np.int64)
+    n = queries.shape[0]
+    popsize = np.broadcast_to(np.asarray(popsize, np.int64), (n,))
+    if isinstance(stall, bool) or not isinstance(stall, int | np.integer) or stall < 0:
+        raise ValueError(f"stall must be an int >= 0, got {stall!r}")
+    rounds = queries // popsize
+    if stall == 0 or n == 0:
+        return success.copy(), queries.copy()
+    width = int(rounds.max())
+    h = np.full((n, width), np.nan)
+    for i, row in enumerate(histories):
+        row = np.asarray(row, np.float64)[: rounds[i]]
+        if row.shape[0] < rounds[i]:
+            raise ValueError(
+                f"attack {i}: {row.shape[0]} fitness values for {rounds[i]} generations"
+            )
+        h[i, : rounds[i]] = row
+    if width <= stall:
+        return success.copy(), queries.copy()
+    gen = np.arange(stall, width)
+    fires = (h[:, gen - stall] - h[:, gen] <= eps) & (gen[None, :] < rounds[:, None])
+    any_fire = fires.any(axis=1)
+    first = gen[np.argmax(fires, axis=1)]
+    last = rounds - 1
+    stopped = any_fire & ~(success & (first == last))
+    out_success = success & ~stopped
+    out_queries = np.where(stopped, (first + 1) * popsize, queries)
+    return out_success, out_queries.astype(np.int64)

@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "onepixel_jax.cli.train",
     "onepixel_jax.cli.fool",
     "onepixel_jax.cli.defend",
+    "onepixel_jax.cli.experiment",
 )
 
 

@@ -187,6 +187,18 @@ _PRESETS = (
 PRESETS: dict[str, MethodPreset] = {p.name: p for p in _PRESETS}
 
 
+def register(preset: MethodPreset) -> MethodPreset:
+    """Add a preset (its name may not be a strategy's or another preset's); checks that it
+    makes an attack configuration. Returns it."""
+    if not isinstance(preset, MethodPreset):
+        raise TypeError(f"preset must be a MethodPreset, got {type(preset).__name__}")
+    if preset.name in search.names() or preset.name in PRESETS:
+        raise ValueError(f"method {preset.name!r} is already registered")
+    preset.attack_config()  # raises for an unknown strategy or impossible settings
+    PRESETS[preset.name] = preset
+    return preset
+
+
 def names() -> list[str]:
     """Every method name: the registered strategies, then the presets (sorted)."""
     strategies = search.names()
@@ -257,4 +269,5 @@ __all__ = [
     "describe",
     "get",
     "names",
+    "register",
 ]
