@@ -1607,6 +1607,8 @@ def main(argv: list[str] | None = None) -> int:
             tmp = work / f"case-{i:04d}"
             tmp.mkdir()
             res = run_case(case, tmp)
+            res.line = res.line.replace(str(tmp), "{tmp}").replace(str(work), "{work}")
+            res.detail = res.detail.replace(str(tmp), "{tmp}").replace(str(work), "{work}")
             results.append(res)
             mark = "." if res.outcome == "ok" else res.outcome[0].upper()
             print(mark, end="", flush=True)
