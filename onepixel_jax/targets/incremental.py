@@ -98,6 +98,8 @@ def _graph(predict_fn: Callable, image_shape: tuple, channel_axis: bool) -> inte
     h, w, c = image_shape
     shape = (1, h, w, c) if channel_axis else (1, h, w)
     graph = interpret.trace(predict_fn, jax.ShapeDtypeStruct(shape, jnp.float32))
+    if any(isinstance(c, jax.core.Tracer) for c in graph.consts.values()):
+        raise ValueError("predict_fn closes over traced values; pass it concrete weights")
     if len(graph.inputs) != 1 or len(graph.outputs) != 1 or len(graph.shape(graph.outputs[0])) != 2:
         raise ValueError(
             f"predict_fn must map one (B, H, W[, C]) batch to (B, K) probabilities; "
