@@ -138,7 +138,7 @@ def _evolve_shards_impl(problem, *, target, plan, mesh):
     def local(problem):
         problem = problem._replace(count=problem.count[0], device=problem.device[0])
         out = engine.evolve_impl(problem, target=target, plan=plan)
-        return out.genes, out.history, out.rounds, out.calls[None]
+        return out.genes, out.history, out.rounds, out.slots_evaluated[None]
 
     run = jax.shard_map(
         local, mesh=mesh, in_specs=(in_specs,), out_specs=(spec,) * 4, check_vma=False
@@ -188,7 +188,7 @@ def evolve_sharded(problem: engine.Problem, *, target, plan, reporter=None, mesh
             device=_global_array(np.arange(len(devices), dtype=np.int32), sharded),
         )
         out = _evolve_shards(local_problem, target=target, plan=local_plan, mesh=mesh)
-        genes, history, rounds, calls = (_host_value(a) for a in out)
+        genes, history, rounds, carried = (_host_value(a) for a in out)
     real = flat < n
     where = flat[real]
     out_genes = np.empty((n,) + genes.shape[1:], genes.dtype)
@@ -200,7 +200,7 @@ def evolve_sharded(problem: engine.Problem, *, target, plan, reporter=None, mesh
         rounds[real],
     )
     popsize = problem.method.popsize
-    evaluations = int(calls.astype(np.int64).sum()) * local_plan.call_slots * popsize
+    evaluations = int(carried.astype(np.int64).sum()) * popsize
     return jnp.asarray(out_genes), jnp.asarray(out_history), jnp.asarray(out_rounds), evaluations
 
 

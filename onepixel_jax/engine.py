@@ -43,6 +43,9 @@ class Plan(NamedTuple):
       call_slots: slots per model call: the ``slots`` are evaluated in ``slots / call_slots``
         calls of ``call_slots * popsize`` candidates.
       compact: pack busy slots first and skip the model calls of all-idle call groups.
+      tail_slots: with ``compact``, the one call group that is only partly busy is evaluated
+        in calls of this many slots covering its busy slots, instead of one full call (``0``:
+        off). :func:`tail_slots` picks it from ``call_slots``.
       progress: report per generation to the problem's progress channel.
       key_impl: the PRNG implementation of ``Problem.keys`` (``jax.random.key_impl``).
     """
@@ -52,6 +55,18 @@ class Plan(NamedTuple):
     compact: bool = True
     progress: bool = False
     key_impl: Any = None
+    tail_slots: int = 0
+
+
+TAIL_SPLIT = 8  # a partly busy call group is evaluated in calls of 1/8 of its slots
+
+
+def tail_slots(call_slots: int) -> int:
+    """The tail unit for groups of ``call_slots`` slots: ``ceil(call_slots / TAIL_SPLIT)``, so a
+    partly busy group makes at most :data:`TAIL_SPLIT` smaller calls, for groups of
+    :data:`TAIL_SPLIT` slots or more; ``0`` (off) for smaller groups, where splitting a call
+    does not pay."""
+    return -(-call_slots // TAIL_SPLIT) if call_slots >= TAIL_SPLIT else 0
 
 
 class Problem(NamedTuple):
@@ -71,12 +86,13 @@ class Problem(NamedTuple):
 
 class Outcome(NamedTuple):
     """Per image: the returned genes ``(N, D)``, the best fitness per generation ``(N, G + 1)``
-    and the generations run ``(N,)`` (queries = rounds * popsize); and the model calls made."""
+    and the generations run ``(N,)`` (queries = rounds * popsize); and the slots the model
+    calls carried (busy or not; ``* popsize`` candidates each)."""
 
     genes: jax.Array
     history: jax.Array
     rounds: jax.Array
-    calls: jax.Array  # () int32: each call carried call_slots * popsize candidates
+    slots_evaluated: jax.Array  # () int32
 
 
 class LoopState(NamedTuple):
@@ -94,7 +110,7 @@ class LoopState(NamedTuple):
     out_genes: jax.Array  # (N, D) float32
     out_history: jax.Array  # (N, G + 1) float32
     out_rounds: jax.Array  # (N,) int32: generations run
-    model_calls: jax.Array  # () int32
+    slots_evaluated: jax.Array  # () int32: slots carried by the model calls so far
 
 
 _PER_SLOT = (
@@ -167,7 +183,7 @@ def initial_state(problem: Problem, *, target: Target, plan: Plan) -> LoopState:
         out_genes=jnp.zeros((n, d), jnp.float32),
         out_history=jnp.zeros((n, g + 1), jnp.float32),
         out_rounds=jnp.zeros((n,), jnp.int32),
-        model_calls=jnp.int32(0),
+        slots_evaluated=jnp.int32(0),
     )
 
 
@@ -186,36 +202,75 @@ def ask(strategy, keys, st: LoopState, params, fresh, clean):
 
 def evaluate(target: Target, plan: Plan, cache, slot_images, pixels, busy):
     """Stage 2: the target's outputs ``(S, P, ...)`` (a mapping with ``"probs"``), one model
-    call per group of ``call_slots`` slots; with ``compact``, an all-idle group makes none.
-    Also returns the number of calls made."""
+    call per group of ``call_slots`` slots. With ``compact``, an all-idle group makes no call
+    and (with ``tail_slots``) the partly busy group makes calls of ``tail_slots`` slots over
+    its busy ones only. Also returns the number of slots the calls carried."""
 
     def call(*args):
         out = target.evaluate(*args)
         return out if isinstance(out, dict) else {"probs": out}
 
-    s, cs = plan.slots, plan.call_slots
+    s, cs, unit = plan.slots, plan.call_slots, plan.tail_slots
     groups = s // cs
     if groups == 1 and not plan.compact:
-        return call(cache, slot_images, pixels), jnp.int32(1)
+        return call(cache, slot_images, pixels), jnp.int32(cs)
 
-    def split(a):
-        return a.reshape((groups, cs) + a.shape[1:])
+    def split(a, parts, size):
+        return a.reshape((parts, size) + a.shape[1:])
 
-    args = jax.tree_util.tree_map(split, (cache, slot_images, pixels))
+    args = jax.tree_util.tree_map(lambda a: split(a, groups, cs), (cache, slot_images, pixels))
     shapes = jax.eval_shape(lambda a: call(*a), jax.tree_util.tree_map(lambda a: a[0], args))
 
-    def one(group):
-        arg, any_busy = group
-        if not plan.compact:
-            return call(*arg)
-        empty = jax.tree_util.tree_map(lambda o: jnp.zeros(o.shape, o.dtype), shapes)
-        return jax.lax.cond(any_busy, lambda: call(*arg), lambda: empty)
+    def zeros(tree):
+        return jax.tree_util.tree_map(lambda o: jnp.zeros(o.shape, o.dtype), tree)
 
-    busy_groups = jnp.any(split(busy), axis=1)
-    out = jax.lax.map(one, (args, busy_groups))
+    def tail(arg, group_busy):
+        """The busy slots of a partly busy group (packed first), in calls of ``unit`` slots."""
+        parts = -(-cs // unit)
+        pad = parts * unit - cs
+
+        def padded(a):  # repeat the group's first slot; padding results are dropped
+            return jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) if pad else a
+
+        sub = jax.tree_util.tree_map(lambda a: split(padded(a), parts, unit), arg)
+        busy_padded = jnp.concatenate([group_busy, jnp.zeros((pad,), bool)])
+        sub_busy = jnp.any(split(busy_padded, parts, unit), axis=1)
+        unit_shapes = jax.tree_util.tree_map(
+            lambda o: jax.ShapeDtypeStruct((unit,) + o.shape[1:], o.dtype), shapes
+        )
+
+        def one_unit(item):
+            part, any_busy = item
+            return jax.lax.cond(any_busy, lambda: call(*part), lambda: zeros(unit_shapes))
+
+        out = jax.lax.map(one_unit, (sub, sub_busy))
+        out = jax.tree_util.tree_map(lambda a: a.reshape((parts * unit,) + a.shape[2:])[:cs], out)
+        return out, jnp.sum(sub_busy).astype(jnp.int32) * unit
+
+    def one(group):
+        arg, group_busy = group
+        if not plan.compact:
+            return call(*arg), jnp.int32(cs)
+        n_busy = jnp.sum(group_busy)
+        if not unit:
+            return jax.lax.cond(
+                n_busy > 0,
+                lambda: (call(*arg), jnp.int32(cs)),
+                lambda: (zeros(shapes), jnp.int32(0)),
+            )
+        branch = jnp.where(n_busy == 0, 0, jnp.where(n_busy == cs, 2, 1))
+        return jax.lax.switch(
+            branch,
+            [
+                lambda: (zeros(shapes), jnp.int32(0)),
+                lambda: tail(arg, group_busy),
+                lambda: (call(*arg), jnp.int32(cs)),
+            ],
+        )
+
+    out, carried = jax.lax.map(one, (args, split(busy, groups, cs)))
     out = jax.tree_util.tree_map(lambda a: a.reshape((s,) + a.shape[2:]), out)
-    calls = jnp.sum(busy_groups) if plan.compact else jnp.int32(groups)
-    return out, calls.astype(jnp.int32)
+    return out, jnp.sum(carried).astype(jnp.int32)
 
 
 def score(objective, outputs, labels, targets):
@@ -265,7 +320,7 @@ def run_loop(st: LoopState, problem: Problem, *, target: Target, plan: Plan) -> 
         )
         clean = slot_images.astype(jnp.float32)
         cand, asked_state = ask(strategy, keys, st, params, fresh, clean)
-        outputs, calls = evaluate(target, plan, cache, slot_images, decode(cand), valid)
+        outputs, carried = evaluate(target, plan, cache, slot_images, decode(cand), valid)
         fit, succ, stop = score(objective, outputs, labels[idx], targets[idx])
         search_state = tell(strategy, keys, st, cand, fit, asked_state, params, fresh, clean)
 
@@ -319,9 +374,9 @@ def run_loop(st: LoopState, problem: Problem, *, target: Target, plan: Plan) -> 
             out_genes=out_genes,
             out_history=out_history,
             out_rounds=out_rounds,
-            model_calls=st.model_calls + calls,
+            slots_evaluated=st.slots_evaluated + carried,
         )
-        if plan.compact and s // plan.call_slots > 1:
+        if plan.compact and (s // plan.call_slots > 1 or plan.tail_slots):
             new = _pack_busy_first(new, n)
         return new
 
@@ -342,7 +397,7 @@ def evolve_impl(problem: Problem, *, target: Target, plan: Plan) -> Outcome:
     form, :mod:`onepixel_jax.distributed` runs it per device)."""
     st = initial_state(problem, target=target, plan=plan)
     st = run_loop(st, problem, target=target, plan=plan)
-    return Outcome(st.out_genes, st.out_history, st.out_rounds, st.model_calls)
+    return Outcome(st.out_genes, st.out_history, st.out_rounds, st.slots_evaluated)
 
 
 evolve = jax.jit(evolve_impl, static_argnames=("target", "plan"))

@@ -235,6 +235,7 @@ def run(
         slots=slots,
         call_slots=call_slots,
         compact=bool(schedule.compact),
+        tail_slots=engine.tail_slots(call_slots) if schedule.compact else 0,
         progress=reporter is not None,
         key_impl=jax.random.key_impl(keys),
     )
@@ -244,7 +245,7 @@ def run(
                 problem._replace(channel=jnp.int32(channel)), target=target, plan=plan
             )
             genes, history, rounds = out.genes, out.history, out.rounds
-            evaluations = int(out.calls) * plan.call_slots * method.popsize
+            evaluations = int(out.slots_evaluated) * method.popsize
     else:
         genes, history, rounds, evaluations = distributed.evolve_sharded(
             problem, target=target, plan=plan, reporter=reporter, mesh=mesh

@@ -449,9 +449,10 @@ def test_a_strategy_defined_here_runs_after_one_registry_line(monkeypatch):
     assert not res.success[0]
 
 
-def _np_de(key, image, label, model, popsize, generations, h, w, c):
-    """The paper's DE in NumPy (mutation, clipping, selection), drawing its random numbers
-    with the engine's keys: the initial population and the index draws come from JAX."""
+def _np_de(key, image, label, model, popsize, generations, h, w, c, strict=False, redraw=False):
+    """DE/rand/1 in NumPy (mutation, clipping or redrawing, selection with ties or strict),
+    drawing its random numbers with the engine's keys: the initial population, the index
+    draws and the redrawn values come from JAX."""
     from onepixel_jax.search import de
     from onepixel_jax.search.base import SearchSpace
 
@@ -471,26 +472,36 @@ def _np_de(key, image, label, model, popsize, generations, h, w, c):
     fit = fitness(pop)
     best = [fit.min()]
     for g in range(1, generations + 1):
-        k_idx = jax.random.split(jax.random.split(jax.random.fold_in(key, g))[1])[0]
+        k_ask = jax.random.split(jax.random.fold_in(key, g))[1]
+        k_idx = jax.random.split(k_ask)[0]
         idx = np.asarray(de.sample_indices(k_idx, popsize, 3))
-        kids = np.clip(pop[idx[:, 0]] + np.float32(0.5) * (pop[idx[:, 1]] - pop[idx[:, 2]]), lo, hi)
+        kids = pop[idx[:, 0]] + np.float32(0.5) * (pop[idx[:, 1]] - pop[idx[:, 2]])
+        if redraw:
+            k_red = jax.random.fold_in(k_ask, 2)
+            fresh = np.asarray(jax.random.uniform(k_red, kids.shape, minval=lo, maxval=hi))
+            kids = np.where((kids < lo) | (kids > hi), fresh, kids)
+        else:
+            kids = np.clip(kids, lo, hi)
         kfit = fitness(kids)
-        win = kfit <= fit
+        win = kfit < fit if strict else kfit <= fit
         pop, fit = np.where(win[:, None], kids, pop), np.where(win, kfit, fit)
         best.append(min(best[-1], fit.min()))
     return np.asarray(best, np.float32), pop[np.argmin(fit)]
 
 
-def test_paper_de_through_the_engine_matches_a_numpy_de_with_the_same_keys():
+@pytest.mark.parametrize("strategy", ["de", "paper"])
+def test_de_through_the_engine_matches_a_numpy_de_with_the_same_keys(strategy):
+    """``de``: ties and clipping; ``paper``: strict selection and redrawn mutants."""
     images = grey_images(2)
     labels = np.zeros(2, np.int32)
-    cfg = opj.AttackConfig(strategy="paper", popsize=12, max_iters=6)
+    cfg = opj.AttackConfig(strategy=strategy, popsize=12, max_iters=6)
     key = jax.random.key(11)
     res = opj.attack(key, red_needle_model, images, labels, cfg, progress=False)
+    paper = strategy == "paper"
     for i in range(2):
         hist, _ = _np_de(
             jax.random.fold_in(key, i), images[i].astype(np.float32), 0, red_needle_model,
-            12, 6, H, W, 3,
+            12, 6, H, W, 3, strict=paper, redraw=paper,
         )  # fmt: skip
         np.testing.assert_allclose(res.fitness_history[i], hist, rtol=1e-5, atol=1e-7)
 
@@ -504,3 +515,22 @@ def test_planner_accelerator_branch(monkeypatch):
     assert call_slots == planner.ACCELERATOR_CALL_VALUES // (4 * per_slot)
     assert slots % call_slots == 0 and slots >= planner.ACCELERATOR_CALL_VALUES // per_slot
     assert planner.plan_slots(400, 5, (32, 32, 3)) == (5, 5)  # never more slots than images
+
+
+def test_partly_busy_call_groups_shrink_and_results_do_not_change():
+    """An accelerator-shaped plan on the CPU (26 slots in calls of 13): once the queue is
+    empty, the partly busy group is evaluated in small calls over its busy slots, so at least
+    90 % of the evaluations carried are useful on 20 images (55 % with whole-group calls), and
+    the results equal those of the CPU's own plan bit for bit."""
+    predict_fn, _ = opj.models.load("digits-cnn")
+    x, y, _ = opj.data.load("digits", "test", limit=20)
+    base = dict(strategy="paper", early_stop="success", popsize=100, max_iters=50)
+    shaped = opj.AttackConfig(**base, call_size=1300, batch_size=26)
+    res = opj.attack(jax.random.key(0), predict_fn, x, y, shaped, progress=False)
+    assert res.queries.sum() / res.model_evaluations >= 0.90
+    plain = opj.attack(
+        jax.random.key(0), predict_fn, x, y, opj.AttackConfig(**base), progress=False
+    )
+    np.testing.assert_array_equal(res.pixels, plain.pixels)
+    np.testing.assert_array_equal(res.queries, plain.queries)
+    np.testing.assert_array_equal(res.probs, plain.probs)
