@@ -660,30 +660,25 @@ def prepare_one(p: Plan, image: jax.Array) -> tuple[jax.Array, ...]:
 def overlay(patch: jax.Array, origin: jax.Array, win: Win, axes: tuple[int, int]) -> jax.Array:
     """``patch`` (spatial ``axes``, its first position at ``origin`` (2,) int32 in the
     variable's coordinates) with the ``d`` windows of ``win`` written in, in order; windows
-    may lie partly or wholly outside the patch (only the overlap is written)."""
+    may lie partly or wholly outside the patch (only the overlap is written).
+
+    Each window is gathered onto the patch's positions (indices clipped into the window) and
+    selected where it covers them: no buffer larger than the patch, which matters on XLA's CPU
+    backend, where a padded window fuses with the operations that produce it."""
     extents = [patch.shape[ax] for ax in axes]
     sizes = [win.values.shape[1 + ax] for ax in axes]
-    zero = jnp.zeros((), jnp.int32)
-    widths = [(0, 0)] * patch.ndim
-    for ax, a in zip(axes, extents, strict=True):
-        widths[ax] = (a, a)
     for k in range(win.values.shape[0]):
         offset = win.starts[k] - origin
-        # The window padded by the patch's extent on each side; the patch's view of it starts
-        # at (extent - offset), clipped into the padded window (outside: all padding).
-        padded = jnp.pad(win.values[k].astype(patch.dtype), widths)
-        idx = [zero] * patch.ndim
+        placed = win.values[k].astype(patch.dtype)
         inside = None
         for t, ax in enumerate(axes):
-            idx[ax] = jnp.clip(extents[t] - offset[t], 0, sizes[t] + extents[t])
             pos = jnp.arange(extents[t]) - offset[t]
-            ok = (pos >= 0) & (pos < sizes[t])
+            placed = jnp.take(placed, jnp.clip(pos, 0, sizes[t] - 1), axis=ax, mode="clip")
             shape = [1] * patch.ndim
             shape[ax] = extents[t]
-            ok = ok.reshape(shape)
+            ok = ((pos >= 0) & (pos < sizes[t])).reshape(shape)
             inside = ok if inside is None else inside & ok
-        part = lax.dynamic_slice(padded, idx, patch.shape)
-        patch = jnp.where(inside, part, patch)
+        patch = jnp.where(inside, placed, patch)
     return patch
 
 
