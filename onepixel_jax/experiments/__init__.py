@@ -7,6 +7,12 @@
 - :mod:`~onepixel_jax.experiments.summary`: measurements per method, paired comparisons
 - :mod:`~onepixel_jax.experiments.report`: ``report.md``/``summary.json``, comparison table
 - :mod:`~onepixel_jax.experiments.plots`: the report's figures (matplotlib)
+- :mod:`~onepixel_jax.experiments.methods`: named methods (strategies and presets)
+- :mod:`~onepixel_jax.experiments.grids`: the search and defence measurement grids, one run
+  folder per cell; :mod:`~onepixel_jax.experiments.grid_report`: their tables and figures
+- :mod:`~onepixel_jax.experiments.corner_table`: the whole corner space of some images, and
+  scan orders replayed on it; :mod:`~onepixel_jax.experiments.defence_models`: defended
+  checkpoints for the grids
 """
 
 from __future__ import annotations

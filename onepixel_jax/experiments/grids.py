@@ -248,13 +248,19 @@ def run_search_cell(
     batch_size: int | None = None,
     progress: Callable | None = None,
     attack_fn: Callable | None = None,
+    model: tuple | None = None,
+    data: tuple | None = None,
 ) -> SweepOutcome:
     """Run, resume or grow ``cell`` into ``ROOT/<cell.name>`` (``n_images``: instead of the
-    cell's, e.g. fewer images for a quick check into another root). Raises UsageError for bad
-    settings or a folder of another cell."""
-    predict_fn, card = inputs.load_model(cell.model)
+    cell's, e.g. fewer images for a quick check into another root). ``model`` ``(predict_fn,
+    card)`` and ``data`` ``(images, labels, class_names)`` (the test split) are loaded by name
+    unless given; ``attack_fn`` is the sweep's engine. Raises UsageError for bad settings or a
+    folder of another cell."""
+    predict_fn, card = inputs.load_model(cell.model) if model is None else model
     dataset = _dataset_of(card, cell.model)
-    images, labels, class_names = inputs.load_dataset(dataset, "test", data_dir)
+    images, labels, class_names = (
+        inputs.load_dataset(dataset, "test", data_dir) if data is None else data
+    )
     config = cell.sweep_config(dataset, n_images)
     inputs.check_sizes(config, batch_size)
     inputs.check_sweep(config, predict_fn, card, images, labels, batch_size)
@@ -599,15 +605,27 @@ def run_defence_grid(
     batch_size: int | None = None,
     progress: Callable | None = None,
     log: Callable[[str], None] | None = None,
+    models: dict[str, tuple] | None = None,
+    data: tuple | None = None,
 ) -> list[SweepOutcome]:
     """Calibrate (once) and run, resume or grow every cell of ``grid`` under
-    ``ROOT/<model>``; ``log`` receives one line per cell. Raises UsageError for bad settings
-    or a folder of another cell."""
+    ``ROOT/<model>``; ``log`` receives one line per cell. ``models`` ``{name: (predict_fn,
+    card)}`` and ``data`` ``(images, labels, class_names)`` (the test split) are loaded by
+    name unless given. Raises UsageError for bad settings or a folder of another cell."""
     from onepixel_jax.defences import squeezing
 
-    predict_fn, card = inputs.load_model(grid.model)
+    models = dict(models or {})
+
+    def load(name: str) -> tuple:
+        if name not in models:
+            models[name] = inputs.load_model(name)
+        return models[name]
+
+    predict_fn, card = load(grid.model)
     dataset = _dataset_of(card, grid.model)
-    images, labels, class_names = inputs.load_dataset(dataset, "test", data_dir)
+    images, labels, class_names = (
+        inputs.load_dataset(dataset, "test", data_dir) if data is None else data
+    )
     settings = grid.settings(dataset)
     lo = settings["calibration"][0]
     clean, detector = calibrate(grid, root, predict_fn, card, images, labels)
@@ -621,7 +639,7 @@ def run_defence_grid(
     for cell in grid.cells(settings["squeezers"]):
         model_fn, model_card = predict_fn, card
         if cell.kind == "model":
-            model_fn, model_card = inputs.load_model(cell.system)
+            model_fn, model_card = load(cell.system)
         config = grid._sweep(cell.attacked_model, dataset, cell.method, cell.pixels, cell.n_images)
         inputs.check_sizes(config, batch_size)
         inputs.check_sweep(config, model_fn, model_card, images, labels, batch_size)

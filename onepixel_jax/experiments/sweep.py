@@ -208,8 +208,10 @@ class SweepConfig:
                     )
                 )
             except (ValueError, TypeError) as exc:
-                field = "max_queries" if "max_queries" in str(exc) else "methods"
-                raise SettingError(field, f"({m}): {exc}") from None
+                text = str(exc)
+                if text.startswith("max_queries "):
+                    raise SettingError("max_queries", text.removeprefix("max_queries ")) from None
+                raise SettingError("methods", f"({m}): {text}") from None
         if self.own_budgets:
             object.__setattr__(self, "popsize", max(c.popsize for c in cfgs))
             object.__setattr__(self, "max_iters", max(c.max_iters for c in cfgs))
