@@ -25,6 +25,7 @@ device. Fitness is minimised.
 
 from __future__ import annotations
 
+import time
 from typing import Any, NamedTuple
 
 import jax
@@ -46,7 +47,9 @@ class Plan(NamedTuple):
       tail_slots: with ``compact``, the one call group that is only partly busy is evaluated
         in calls of this many slots covering its busy slots, instead of one full call (``0``:
         off). :func:`tail_slots` picks it from ``call_slots``.
-      progress: report per generation to the problem's progress channel.
+      progress: report per generation to the problem's progress channel from inside the
+        loop (a host callback; the sharded loop uses it). One device reports between
+        segments instead (:func:`evolve_in_segments`).
       key_impl: the PRNG implementation of ``Problem.keys`` (``jax.random.key_impl``).
     """
 
@@ -291,8 +294,12 @@ def tell(strategy, keys, st: LoopState, cand, fit, asked_state, params, fresh, c
     return _where_slots(fresh, started, told)
 
 
-def run_loop(st: LoopState, problem: Problem, *, target: Target, plan: Plan) -> LoopState:
-    """Run generations until every image is done."""
+def run_loop(
+    st: LoopState, problem: Problem, *, target: Target, plan: Plan, steps: Any = None
+) -> LoopState:
+    """Run generations until every image is done, or for at most ``steps`` generations (a
+    traced int; ``None``: no limit) so that a caller can report progress between segments
+    without a host callback inside the loop."""
     images, labels, targets = problem.images, problem.labels, problem.targets
     method, objective = problem.method, problem.objective
     n, h, w, c = images.shape
@@ -380,7 +387,14 @@ def run_loop(st: LoopState, problem: Problem, *, target: Target, plan: Plan) -> 
             new = _pack_busy_first(new, n)
         return new
 
-    return jax.lax.while_loop(lambda st: jnp.any(st.slot_image < n), body, st)
+    if steps is None:
+        return jax.lax.while_loop(lambda st: jnp.any(st.slot_image < n), body, st)
+
+    def limited(carry):
+        st, i = carry
+        return jnp.any(st.slot_image < n) & (i < steps)
+
+    return jax.lax.while_loop(limited, lambda c: (body(c[0]), c[1] + 1), (st, jnp.int32(0)))[0]
 
 
 def _pack_busy_first(st: LoopState, num_images: int) -> LoopState:
@@ -392,15 +406,52 @@ def _pack_busy_first(st: LoopState, num_images: int) -> LoopState:
     return st._replace(**{name: take(getattr(st, name)) for name in _PER_SLOT})
 
 
+def outcome(st: LoopState) -> Outcome:
+    return Outcome(st.out_genes, st.out_history, st.out_rounds, st.slots_evaluated)
+
+
 def evolve_impl(problem: Problem, *, target: Target, plan: Plan) -> Outcome:
     """Run every image of ``problem`` to completion (traceable; :func:`evolve` is its jitted
     form, :mod:`onepixel_jax.distributed` runs it per device)."""
     st = initial_state(problem, target=target, plan=plan)
-    st = run_loop(st, problem, target=target, plan=plan)
-    return Outcome(st.out_genes, st.out_history, st.out_rounds, st.slots_evaluated)
+    return outcome(run_loop(st, problem, target=target, plan=plan))
+
+
+def status(st: LoopState, num_images: int) -> jax.Array:
+    """``(images done, generations run)`` of a carry, int32 ``(2,)`` (for progress reports:
+    useful evaluations are generations * popsize)."""
+    busy = st.slot_image < num_images
+    done = st.next_image - jnp.sum(busy)
+    rounds = jnp.sum(st.out_rounds) + jnp.sum(jnp.where(busy, st.generation, 0))
+    return jnp.stack([done, rounds]).astype(jnp.int32)
 
 
 evolve = jax.jit(evolve_impl, static_argnames=("target", "plan"))
+start = jax.jit(initial_state, static_argnames=("target", "plan"))
+advance = jax.jit(run_loop, static_argnames=("target", "plan"))
+
+
+def evolve_in_segments(problem: Problem, *, target: Target, plan: Plan, report) -> Outcome:
+    """:func:`evolve` in segments of generations, calling ``report(done, evaluations,
+    per_step)`` between them (the carry stays on the device; only two numbers come back).
+    Segments start at one generation and grow to about ``SEGMENT_SECONDS`` each. The compiled
+    programs hold no host callback, so the persistent compilation cache can keep them."""
+    n = problem.images.shape[0]
+    p = problem.method.popsize
+    st = start(problem, target=target, plan=plan)
+    steps = 1
+    while True:
+        t0 = time.perf_counter()
+        st = advance(st, problem, target=target, plan=plan, steps=jnp.int32(steps))
+        done, rounds = (int(v) for v in status(st, n))
+        report(done, rounds * p, plan.slots * p)
+        if done >= int(problem.count):
+            return outcome(st)
+        took = time.perf_counter() - t0
+        steps = max(1, min(steps * 4, int(steps * SEGMENT_SECONDS / max(took, 1e-3))))
+
+
+SEGMENT_SECONDS = 1.0
 
 
 __all__ = [
@@ -410,8 +461,13 @@ __all__ = [
     "Problem",
     "ask",
     "evaluate",
+    "advance",
     "evolve",
     "evolve_impl",
+    "evolve_in_segments",
+    "outcome",
+    "start",
+    "status",
     "initial_state",
     "run_loop",
     "score",

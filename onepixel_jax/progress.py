@@ -69,7 +69,8 @@ class ProgressReporter:
     ``sink`` is called with a dict (``images_done``, ``images``, ``evaluations``,
     ``evaluations_per_s``, ``eta_s``, ``call_size``, ``elapsed_s``, ``compile_s``) per update;
     the default prints to ``stream`` (stderr): on a terminal one updating line at most every
-    ``interval`` seconds, otherwise a plain line at most every ``plain_interval`` seconds.
+    ``interval`` seconds, otherwise a plain line at most every ``plain_interval`` seconds
+    (and always the first and the last report).
     ``compile_s`` is the time to the first generation (compilation included).
     """
 
@@ -123,7 +124,8 @@ class ProgressReporter:
         if self.sink is not None:
             self.sink(dict(self.stats))
             return
-        if now - self.last < self.interval and done < self.num_images:
+        first = not self.printed  # the first report: compilation is over
+        if not first and now - self.last < self.interval and done < self.num_images:
             return
         self.last = now
         self.printed = True

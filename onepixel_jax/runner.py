@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import distributed, engine
+from . import compile_cache, distributed, engine
 from . import progress as progress_lib
 from .config import AttackConfig
 from .objective import Objective
@@ -166,6 +166,7 @@ def run(
     hand the engine several chunks at once with the keys each chunk would have had.
     """
     started = time.perf_counter()
+    compile_cache.enable()
     if not isinstance(method, SearchMethod):
         raise TypeError(f"method must be a SearchMethod (search.make), got {type(method).__name__}")
     if not isinstance(objective, Objective):
@@ -236,20 +237,25 @@ def run(
         call_slots=call_slots,
         compact=bool(schedule.compact),
         tail_slots=engine.tail_slots(call_slots) if schedule.compact else 0,
-        progress=reporter is not None,
         key_impl=jax.random.key_impl(keys),
     )
-    if mesh is None:
-        with progress_lib.open_channel(reporter) as channel:
-            out = engine.evolve(
-                problem._replace(channel=jnp.int32(channel)), target=target, plan=plan
-            )
-            genes, history, rounds = out.genes, out.history, out.rounds
-            evaluations = int(out.slots_evaluated) * method.popsize
-    else:
+    if mesh is not None:
+        plan = plan._replace(progress=reporter is not None)
         genes, history, rounds, evaluations = distributed.evolve_sharded(
             problem, target=target, plan=plan, reporter=reporter, mesh=mesh
         )
+    else:
+        if reporter is None:
+            out = engine.evolve(problem, target=target, plan=plan)
+        else:
+            try:
+                out = engine.evolve_in_segments(
+                    problem, target=target, plan=plan, report=reporter.update
+                )
+            finally:
+                reporter.close()
+        genes, history, rounds = out.genes, out.history, out.rounds
+        evaluations = int(out.slots_evaluated) * method.popsize
     pix = _decode_all(x, genes)
     adv = _apply_all(x, pix)
     if predict_fn is None:

@@ -170,7 +170,7 @@ def test_no_recompile_for_new_F_or_new_images_of_same_shape():
     labels = np.zeros(3, np.int32)
     cfg = opj.AttackConfig(popsize=8, max_iters=2)
     opj.attack(jax.random.key(0), red_needle_model, grey_images(3), labels, cfg)
-    before = engine.evolve._cache_size()
+    before = engine.advance._cache_size()
     other = rng.integers(0, 256, (3, H, W, 3)).astype(np.uint8)
     opj.attack(jax.random.key(1), red_needle_model, other, labels, cfg)
     opj.attack(
@@ -180,7 +180,7 @@ def test_no_recompile_for_new_F_or_new_images_of_same_shape():
         labels,
         opj.AttackConfig(popsize=8, max_iters=2, F=0.9),
     )
-    assert engine.evolve._cache_size() == before
+    assert engine.advance._cache_size() == before
     opj.attack(
         jax.random.key(1),
         red_needle_model,
@@ -188,7 +188,7 @@ def test_no_recompile_for_new_F_or_new_images_of_same_shape():
         labels,
         opj.AttackConfig(popsize=12, max_iters=2),
     )
-    assert engine.evolve._cache_size() == before + 1  # a new population size does recompile
+    assert engine.advance._cache_size() == before + 1  # a new population size does recompile
 
 
 def test_random_search_same_type_and_budget():
@@ -338,18 +338,39 @@ def test_results_do_not_depend_on_batch_size_at_a_fixed_call_size(batch_size):
         np.testing.assert_array_equal(getattr(ref, f), getattr(res, f))
 
 
-def test_progress_reports_every_generation_and_is_silent_when_asked(capsys):
+def test_progress_reports_between_segments_and_is_silent_when_asked(capsys):
+    """Progress comes between segments of generations (one generation at first, growing to
+    about a second): counts never go back, and the last report has every image and every
+    evaluation; ``progress=False`` prints nothing."""
     images = grey_images(3)
     labels = np.zeros(3, np.int32)
     cfg = opj.AttackConfig(popsize=8, max_iters=5, batch_size=2)
     seen = []
-    opj.attack(jax.random.key(0), red_needle_model, images, labels, cfg, progress=seen.append)
-    steps = -(-3 // 2) * (cfg.max_iters + 1)  # two waves of images through two slots
-    assert len(seen) == steps
+    res = opj.attack(jax.random.key(0), red_needle_model, images, labels, cfg, progress=seen.append)
+    assert len(seen) >= 2
+    assert seen[0]["evaluations"] == 2 * cfg.popsize  # the first segment: one generation
     assert seen[-1]["images_done"] == 3 and seen[-1]["evaluations"] == 3 * cfg.budget
-    assert [s["images_done"] for s in seen] == sorted(s["images_done"] for s in seen)
+    for key in ("images_done", "evaluations"):
+        assert [s[key] for s in seen] == sorted(s[key] for s in seen)
+    assert res.compile_seconds is not None and res.compile_seconds >= 0
     opj.attack(jax.random.key(0), red_needle_model, images, labels, cfg, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_progress_lines_are_plain_when_stderr_is_not_a_terminal():
+    import io
+
+    from onepixel_jax.progress import ProgressReporter, duration
+
+    log = io.StringIO()  # not a terminal: whole lines, at most every plain_interval
+    rep = ProgressReporter(10, 100, stream=log, plain_interval=3600)
+    for done in range(11):
+        rep.update(done, done * 100, 50)
+    rep.close()
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and len(lines) == 2  # the first and the last update
+    assert lines[-1].startswith("[attack] 10/10 images")
+    assert duration(float("inf")) == "?" and duration(2.4e17) == "?" and duration(75) == "1m15s"
 
 
 def test_plan_slots_defaults_and_explicit_sizes():

@@ -15,6 +15,7 @@ import argparse
 import importlib
 import sys
 
+from onepixel_jax import compile_cache
 from onepixel_jax.cli.errors import (
     ArgumentParser,
     finish_process,
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "func", None):
             parser.print_help(sys.stderr)
             return 2
+        compile_cache.enable()  # compiled programs reused by the next process
         code = run_command(f"onepixel {args.command}", args.func, args)
     except KeyboardInterrupt:  # before the command started (while importing)
         print("onepixel: interrupted", file=sys.stderr)
