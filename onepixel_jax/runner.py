@@ -24,7 +24,7 @@ from .perturb import apply_pixels, decode_candidate
 from .planner import Schedule, plan_slots
 from .search import SearchMethod
 from .targets import check_probs, predict_in_batches
-from .targets.host import check_traceable
+from .targets.host import check_traceable, surface_host_errors
 from .targets.resolver import resolve
 from .types import PredictFn, Target
 
@@ -239,23 +239,10 @@ def run(
         tail_slots=engine.tail_slots(call_slots) if schedule.compact else 0,
         key_impl=jax.random.key_impl(keys),
     )
-    if mesh is not None:
-        plan = plan._replace(progress=reporter is not None)
-        genes, history, rounds, evaluations = distributed.evolve_sharded(
-            problem, target=target, plan=plan, reporter=reporter, mesh=mesh
+    with surface_host_errors():  # a host model that raises: one line naming it
+        genes, history, rounds, evaluations = _evolve(
+            problem, target, plan, reporter, mesh, method.popsize
         )
-    else:
-        if reporter is None:
-            out = engine.evolve(problem, target=target, plan=plan)
-        else:
-            try:
-                out = engine.evolve_in_segments(
-                    problem, target=target, plan=plan, report=reporter.update
-                )
-            finally:
-                reporter.close()
-        genes, history, rounds = out.genes, out.history, out.rounds
-        evaluations = int(out.slots_evaluated) * method.popsize
     pix = _decode_all(x, genes)
     adv = _apply_all(x, pix)
     if predict_fn is None:
@@ -282,6 +269,25 @@ def run(
         compile_seconds=None if reporter is None else reporter.compile_seconds,
         seconds=time.perf_counter() - started,
     )
+
+
+def _evolve(problem, target, plan, reporter, mesh, popsize):
+    """The loop on one device (in segments when progress is reported) or sharded."""
+    if mesh is not None:
+        plan = plan._replace(progress=reporter is not None)
+        return distributed.evolve_sharded(
+            problem, target=target, plan=plan, reporter=reporter, mesh=mesh
+        )
+    if reporter is None:
+        out = engine.evolve(problem, target=target, plan=plan)
+    else:
+        try:
+            out = engine.evolve_in_segments(
+                problem, target=target, plan=plan, report=reporter.update
+            )
+        finally:
+            reporter.close()
+    return out.genes, out.history, out.rounds, int(out.slots_evaluated) * popsize
 
 
 # --------------------------------------------------------------------------------------

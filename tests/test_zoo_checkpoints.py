@@ -100,7 +100,7 @@ def test_card_is_typed_and_reads_as_its_json(zoo_init, tmp_path):
     ("change", "needle"),
     [
         ({"architecture": None}, "lacks the field 'architecture'"),
-        ({"architecture": "resnet"}, "'architecture' must be one of"),
+        ({"architecture": "resnet50"}, "'architecture' must be one of"),
         ({"input_shape": None}, "lacks the field 'input_shape'"),
         ({"input_shape": [8, 8]}, "'input_shape' must be [H, W, C]"),
         ({"checkpoint_sha256": None}, "lacks the field 'checkpoint_sha256'"),

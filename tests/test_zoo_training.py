@@ -49,7 +49,7 @@ def test_learning_rate_schedule():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"model": "resnet"}, "model"),
+        ({"model": "resnet50"}, "model"),
         ({"dataset": "svhn"}, "dataset"),
         ({"epochs": 0}, "epochs"),
         ({"batch_size": 2.5}, "batch_size"),
