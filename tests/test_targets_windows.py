@@ -2,9 +2,9 @@
 against the function, and small random networks that exercise each supported operation
 (strides, dilations, groups, depthwise, odd and non-square sizes, every padding form, max,
 average and generic pooling, residual additions with and without projection, concatenation,
-channel-only operations, NCHW layout, full-extent constants) written in plain JAX, Flax nnx and
-Equinox, against the full forward, windows forced everywhere (``max_fraction=inf``) and with the
-default plan."""
+channel-only operations, spatial pads and crops, NCHW layout, full-extent constants) written
+in plain JAX, Flax nnx and Equinox, against the full forward, windows forced everywhere
+(``max_fraction=inf``) and with the default plan."""
 
 from __future__ import annotations
 
@@ -236,6 +236,23 @@ def net_nchw(seed=0):
     return fn
 
 
+def net_pads_and_crops(seed=0):
+    """Explicit spatial padding (TensorFlow-style SAME before a VALID convolution, a constant
+    other than zero, a negative pad that crops) and spatial slices."""
+    rng = np.random.default_rng(seed)
+    w1, w2 = _w(rng, 4, 4, 3, 6), _w(rng, 3, 3, 6, 6)
+    tail = _w(np.random.default_rng(seed + 1), 6, 7)
+
+    def fn(x):
+        y = jnp.pad(x / 255.0, ((0, 0), (1, 2), (2, 1), (0, 0)))
+        y = jax.nn.relu(lax.conv_general_dilated(y, w1, (2, 2), "VALID", dimension_numbers=DN))
+        y = lax.pad(y, jnp.float32(0.5), ((0, 0, 0), (2, -1, 0), (-1, 3, 0), (1, 0, 0)))[..., 1:]
+        y = lax.conv_general_dilated(y[:, 1:-1, 2:, :], w2, (1, 1), "SAME", dimension_numbers=DN)
+        return _head(tail, jnp.tanh(y))
+
+    return fn
+
+
 def net_unknown_op(seed=0):
     """A primitive the rules do not know (sort along channels) between two convolutions, and
     a spatial pad: the walker materialises there and runs the rest in full."""
@@ -277,6 +294,7 @@ PLAIN = {  # name: (factory, image shape (H, W, C), {d: candidates per image}, w
         {"transpose", "reshape", "reduce_window_max"},
     ),
     "unknown_op": (net_unknown_op, (16, 16, 3), {3: 300}, {"conv_general_dilated"}),
+    "pads_and_crops": (net_pads_and_crops, (19, 22, 3), {1: 300, 3: 200}, {"pad", "slice"}),
 }
 
 

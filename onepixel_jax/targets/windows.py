@@ -427,6 +427,50 @@ def _dot_axes(eqn: Eqn, vals: list) -> tuple[int, tuple[int, int], int] | str:
     return side, new, _prod([x.shape[a] for a in contract])
 
 
+def _shifts(eqn: Eqn, x: Cone) -> tuple[int, int] | str | None:
+    """For ``pad`` or ``slice`` that changes the spatial axes: the shift of each (output
+    position = input position + shift), or why it cannot run on windows; ``None`` when the
+    spatial axes are untouched."""
+    p = eqn.params
+    shifts = []
+    for ax in x.axes:
+        if eqn.name == "pad":
+            lo, hi, interior = (int(v) for v in p["padding_config"][ax])
+            if interior:
+                return "'pad' with interior padding of a spatial axis"
+            shifts.append((lo, (lo, hi)))
+        else:
+            start, limit = int(p["start_indices"][ax]), int(p["limit_indices"][ax])
+            if (p["strides"] or (1,) * len(x.shape))[ax] != 1:
+                return "'slice' with strides along a spatial axis"
+            shifts.append((-start, (-start, limit - x.shape[ax])))
+    if all(pads == (0, 0) for _, pads in shifts):
+        return None
+    return tuple(s for s, _ in shifts)
+
+
+def _plan_shift(ctx: _Planner, eqn: Eqn, x: Cone) -> Step | str:
+    """``pad`` (constant) and ``slice`` (stride 1) of the spatial axes: the cones move by the
+    padding or the crop; a window is read from the clean input with the input's windows
+    written in, and the positions outside the input take the padding value."""
+    shifts = _shifts(eqn, x)
+    if isinstance(shifts, str):
+        return shifts
+    out_shape = ctx.graph.shape(eqn.outs[0])
+    tables, pads_lo, pads_hi = [], [], []
+    for (lo, hi), ax, shift in zip(x.tables, x.axes, shifts, strict=True):
+        n_out = out_shape[ax]
+        new_lo, new_hi = np.maximum(lo + shift, 0), np.minimum(hi + shift, n_out - 1)
+        empty = (lo > hi) | (new_lo > new_hi)
+        tables.append((np.where(empty, 0, new_lo), np.where(empty, -1, new_hi)))
+        pads_lo.append(max(shift, 0))
+        pads_hi.append(max(n_out - shift - x.shape[ax], 0))
+    out = Cone(tuple(out_shape), x.axes, tuple(tables))
+    need = (eqn.ins[0], 0.0, tuple(pads_lo), tuple(pads_hi))
+    cost = ctx.pixels * _prod(out.wshape)
+    return Step((out,), cost, _prod(out_shape), False, (need,), ("shift", shifts))
+
+
 def _plan_layout(ctx: _Planner, eqn: Eqn, vals: list) -> Step | str:
     """Operations on non-spatial axes (one windowed operand; the others constant)."""
     if eqn.name == "dot_general":
@@ -443,6 +487,8 @@ def _plan_layout(ctx: _Planner, eqn: Eqn, vals: list) -> Step | str:
             return _reason_full(eqn)
         if any(isinstance(v, Cone) for v in vals[1:]):
             return f"'{eqn.name}' of several windowed operands"
+        if eqn.name in ("pad", "slice") and _shifts(eqn, x) is not None:
+            return _plan_shift(ctx, eqn, x)
         contraction = 1
     outs = []
     for out in eqn.outs:
@@ -800,7 +846,47 @@ def _window_params(eqn: Eqn, outs: Sequence[Cone]) -> dict:
     return p
 
 
+def _run_shift(rt: _Runner, eqn: Eqn, vals: list, step: Step) -> list:
+    out, shifts = step.outs[0], step.info[1]
+    starts = rt.starts(out)
+    x, var = vals[0], eqn.ins[0]
+    axes, size = out.axes, out.size
+    in_sizes = [rt.plan.cones[var].shape[ax] for ax in axes]
+    shift = jnp.asarray(shifts, jnp.int32)
+    # The other axes as the operation has them (the spatial ones now cover the window).
+    params = dict(eqn.params)
+    if eqn.name == "pad":
+        params["padding_config"] = tuple(
+            (0, 0, 0) if a in axes else tuple(c) for a, c in enumerate(params["padding_config"])
+        )
+    else:
+        limit = list(params["limit_indices"])
+        start = list(params["start_indices"])
+        for ax, n in zip(axes, size, strict=True):
+            start[ax], limit[ax] = 0, n
+        params["start_indices"], params["limit_indices"] = tuple(start), tuple(limit)
+    run = eqn._replace(params=params)
+
+    def one(start):
+        origin = start - shift
+        patch = overlay(rt.read(var, origin, size, 0.0), origin, x, axes)
+        if eqn.name == "pad":
+            inside = None
+            for t, ax in enumerate(axes):
+                pos = origin[t] + jnp.arange(size[t])
+                shape = [1] * patch.ndim
+                shape[ax] = size[t]
+                ok = ((pos >= 0) & (pos < in_sizes[t])).reshape(shape)
+                inside = ok if inside is None else inside & ok
+            patch = jnp.where(inside, patch, jnp.asarray(vals[1], patch.dtype))
+        return apply(run, [patch, *vals[1:]])[0]
+
+    return [Win(jax.vmap(one)(starts), starts)]
+
+
 def _run_layout(rt: _Runner, eqn: Eqn, vals: list, step: Step) -> list:
+    if isinstance(step.info, tuple) and step.info[0] == "shift":
+        return _run_shift(rt, eqn, vals, step)
     side = step.info
     x = vals[side]
     run = eqn._replace(params=_window_params(eqn, step.outs))
