@@ -38,7 +38,7 @@ import numpy as np
 
 from onepixel_jax import data as opj_data
 from onepixel_jax.config import AttackConfig
-from onepixel_jax.files import append_jsonl, write_json_atomic
+from onepixel_jax.files import append_jsonl
 from onepixel_jax.provenance import machine_info, package_versions, utc_now
 from onepixel_jax.runner import attack
 from onepixel_jax.zoo import architectures as arch_lib
@@ -268,11 +268,11 @@ def adversarial_fine_tune(
             "parameter_count": arch_lib.param_count(current["params"]),
         }
         out_card.pop("spot_check", None)
-        write_json_atomic(workdir / ckpt_lib.CARD_FILE, out_card)
+        ckpt_lib.write_card(workdir, out_card)
         log(f"[adv-train] epoch {epoch}: clean test accuracy {100 * record['test_accuracy']:.2f}%")
     predict_fn, _ = ckpt_lib.load(workdir)
     out_card["spot_check"] = training.spot_check(predict_fn, card.dataset, data_dir=config.data_dir)
-    write_json_atomic(workdir / ckpt_lib.CARD_FILE, out_card)
+    ckpt_lib.write_card(workdir, out_card)
     return out_card
 
 

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from onepixel_jax import data as opj_data
-from onepixel_jax.files import append_jsonl, write_json_atomic
+from onepixel_jax.files import append_jsonl
 from onepixel_jax.fooling.run import ENCODINGS, FoolConfig, run_fooling
 from onepixel_jax.provenance import machine_info, package_versions, utc_now
 from onepixel_jax.zoo import architectures as arch_lib
@@ -345,8 +345,8 @@ def retrain_with_fooling_class(
             "checkpoint": str(round_dir),
             "seconds": round(time.perf_counter() - start, 1),
         }
-        write_json_atomic(
-            round_dir / ckpt_lib.CARD_FILE,
+        ckpt_lib.write_card(
+            round_dir,
             {
                 "name": name,
                 "architecture": card.architecture,

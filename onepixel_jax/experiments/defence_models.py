@@ -27,7 +27,6 @@ def promote(
     import shutil
 
     from onepixel_jax.experiments import inputs
-    from onepixel_jax.files import write_json_atomic
     from onepixel_jax.zoo import checkpoints as ckpt_lib
     from onepixel_jax.zoo.training import spot_check
 
@@ -47,10 +46,10 @@ def promote(
         card["training_time_seconds"] = card["defence"]["round_record"]["seconds"]
     if card.get("status") is None:
         card["status"] = "complete"
-    write_json_atomic(dst / ckpt_lib.CARD_FILE, card)
+    ckpt_lib.write_card(dst, card)
     predict_fn, _ = inputs.load_model(str(dst), check=False)
     card["spot_check"] = spot_check(predict_fn, card["dataset"])
-    write_json_atomic(dst / ckpt_lib.CARD_FILE, card)
+    ckpt_lib.write_card(dst, card)
     log(f"{dst}: test accuracy {card.get('test_accuracy')}, spot check {card['spot_check']}")
     return dst
 

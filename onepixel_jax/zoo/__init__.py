@@ -47,6 +47,7 @@ from onepixel_jax.zoo.checkpoints import (
     models_dir,
     save_checkpoint,
     sha256_file,
+    write_card,
 )
 from onepixel_jax.zoo.training import TrainConfig, train_and_evaluate
 
@@ -86,6 +87,7 @@ __all__ = [
     "normalise",
     "param_count",
     "save_checkpoint",
+    "write_card",
     "scaled",
     "sha256_file",
     "train_and_evaluate",

@@ -25,7 +25,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-from onepixel_jax.files import DamagedFileError, read_json_object, write_bytes_atomic
+from onepixel_jax.files import (
+    DamagedFileError,
+    read_json_object,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from onepixel_jax.provenance import sha256_bytes, sha256_file
 from onepixel_jax.zoo.architectures import ARCHITECTURES, create, init_variables
 
@@ -41,6 +46,7 @@ __all__ = [
     "model_from_card",
     "models_dir",
     "save_checkpoint",
+    "write_card",
     "sha256_file",
 ]
 
@@ -219,6 +225,17 @@ def save_checkpoint(path: str | Path, variables: Mapping[str, Any]) -> str:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(path, data)
     return sha256_bytes(data)
+
+
+def write_card(directory: str | Path, card: Mapping[str, Any]) -> dict[str, Any]:
+    """Write ``directory/card.json`` atomically, after checking that it reads back as a
+    :class:`ModelCard` (so no writer can leave a card that :func:`load` refuses). The one
+    card writer of the package (training, fine-tuning, fooling-class rounds, promotion)."""
+    out = dict(card.to_dict() if isinstance(card, ModelCard) else card)
+    path = Path(directory) / CARD_FILE
+    ModelCard.from_dict(out, path)  # raises CardError naming the field
+    write_json_atomic(path, out)
+    return out
 
 
 def model_from_card(card: ModelCard | Mapping[str, Any]) -> nn.Module:

@@ -39,7 +39,7 @@ from flax import serialization, struct
 from flax.training import train_state
 
 from onepixel_jax import data as opj_data
-from onepixel_jax.files import read_json_object, write_bytes_atomic, write_json_atomic
+from onepixel_jax.files import read_json_object, write_bytes_atomic
 from onepixel_jax.provenance import machine_info, package_versions, utc_now
 from onepixel_jax.zoo import architectures as arch_lib
 from onepixel_jax.zoo import checkpoints as ckpt_lib
@@ -672,12 +672,12 @@ def train_and_evaluate(
                 "checkpoint_bytes": ckpt_path.stat().st_size,
             }
         )
-        write_json_atomic(workdir / ckpt_lib.CARD_FILE, card)
+        ckpt_lib.write_card(workdir, card)
         if final:
             state_path.unlink(missing_ok=True)
             predict_fn, _ = ckpt_lib.load(workdir)
             card["spot_check"] = spot_check(predict_fn, config.dataset, data_dir=config.data_dir)
-            write_json_atomic(workdir / ckpt_lib.CARD_FILE, card)
+            ckpt_lib.write_card(workdir, card)
             break
     log(
         f"[train] done in {card.get('training_time_seconds', 0.0):.0f}s: test accuracy "
