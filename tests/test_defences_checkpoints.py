@@ -53,10 +53,15 @@ def test_defended_checkpoint_loads_by_name_with_its_card(name):
     spot = card["spot_check"]
     try:
         x, y, _ = opj.data.load(card.dataset, "test", limit=spot["images"])
-    except opj.data.DataNotFoundError:
+    except opj.data.DataNotFoundError as err:
         if os.environ.get("CI", "").lower() == "true":
             raise
-        pytest.skip(f"{card.dataset} data not available")
+        pytest.skip(
+            f"NOT CHECKED: {name}'s accuracy on the first {spot['images']} {card.dataset} "
+            f"test images against its card's spot check, because {card.dataset} is not found "
+            f"locally ({str(err).splitlines()[0]}); its SHA-256, card and base checkpoint were "
+            "checked"
+        )
     probs = np.asarray(jax.jit(predict_fn)(jnp.asarray(x, jnp.float32)))
     acc = float(np.mean(probs.argmax(1) == y))
     assert acc == pytest.approx(spot["accuracy"], abs=1e-4)

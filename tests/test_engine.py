@@ -528,14 +528,23 @@ def test_de_through_the_engine_matches_a_numpy_de_with_the_same_keys(strategy):
 
 
 def test_planner_accelerator_branch(monkeypatch):
+    """Off the CPU: calls of about 2**26 / 4 input values, slots for about 2**26 (the plan of
+    the H200 measurements: 20 CIFAR-10 images at popsize 400 in 26 slots, calls of 5,200)."""
     from onepixel_jax import planner
 
     monkeypatch.setattr(planner, "on_cpu", lambda: False)
-    per_slot = 400 * 32 * 32 * 3
-    slots, call_slots = planner.plan_slots(400, 1000, (32, 32, 3))
-    assert call_slots == planner.ACCELERATOR_CALL_VALUES // (4 * per_slot)
-    assert slots % call_slots == 0 and slots >= planner.ACCELERATOR_CALL_VALUES // per_slot
-    assert planner.plan_slots(400, 5, (32, 32, 3)) == (5, 5)  # never more slots than images
+    cifar, mnist = (32, 32, 3), (28, 28, 1)
+    # 2**26 // (4 * 400 * 3072) = 13 slots per call; 2**26 // (400 * 3072) = 54 slots, whole calls
+    assert planner.plan_slots(400, 1000, cifar) == (65, 13)
+    assert planner.plan_slots(400, 20, cifar) == (26, 13)  # 20 images: two calls of 13
+    assert planner.plan_slots(400, 5, cifar) == (5, 5)  # never more slots than images
+    assert planner.plan_slots(400, 1000, mnist) == (265, 53)  # 53 per call, 213 -> 5 calls
+    explicit = planner.Schedule(batch_size=30, call_size=4000)
+    assert planner.plan_slots(400, 1000, cifar, explicit) == (30, 10)
+    assert planner.chunk_images(400, cifar) == 4 * 65  # the sweep fills the slots 4 times
+    monkeypatch.setattr(planner, "on_cpu", lambda: True)
+    assert planner.plan_slots(400, 1000, cifar) == (1, 1)  # the CPU: one image per call
+    assert planner.chunk_images(400, cifar) == planner.MIN_CHUNK
 
 
 def test_partly_busy_call_groups_shrink_and_results_do_not_change():

@@ -32,23 +32,36 @@ def test_stall_rule_gives_up_and_is_off_in_the_paper_preset():
     assert opj.AttackConfig(strategy="fast").stall > 0
 
 
-def test_paper_preset_is_strict_de_with_redraw_bit_for_bit():
-    rng = np.random.default_rng(1)
-    images = rng.integers(0, 256, (3, 6, 6, 3), dtype=np.uint8)
+CORNER = jnp.zeros((8, 8)).at[:2, :2].set(jnp.array([[1.0, 0.8], [0.6, 0.4]]))
+
+
+def corner_red(batch):
+    """Red at the top-left 2x2 pixels lowers p_true; every other pixel ties with the clean
+    image, so a parent and its child often have equal fitness (the selection rule matters)."""
+    s = jnp.max(CORNER[None] * (batch[..., 0] - 100.0), axis=(1, 2)) / 40.0
+    return jax.nn.softmax(jnp.stack([jnp.full_like(s, 6.0), s], -1), -1)
+
+
+def test_the_paper_preset_sets_both_strict_selection_and_redraw():
+    """The preset equals DE with both settings, and differs from DE with either one alone: a
+    preset that dropped one of them (or both) fails here. Whether each rule is right is
+    checked against NumPy in test_search_de.py and through the engine in test_engine.py."""
+    images = np.full((3, 8, 8, 3), 100, np.uint8)
     labels = np.zeros(3, np.int32)
 
-    def model(b):
-        return jax.nn.softmax(jnp.stack([b[..., 0].mean((1, 2)), b[..., 2].max((1, 2))], -1) / 30)
+    def run(strategy, **options):
+        cfg = opj.AttackConfig(
+            strategy=strategy, popsize=12, max_iters=6, options=tuple(options.items())
+        )
+        return opj.attack(jax.random.key(7), corner_red, images, labels, cfg, progress=False)
 
-    cfgs = [
-        opj.AttackConfig(
-            popsize=12, max_iters=4, options=(("selection", "strict"), ("bounds", "redraw"))
-        ),
-        opj.AttackConfig(strategy="paper", popsize=12, max_iters=4),
-    ]
-    a, b = (opj.attack(jax.random.key(7), model, images, labels, c, progress=False) for c in cfgs)
-    np.testing.assert_array_equal(a.pixels, b.pixels)
-    np.testing.assert_array_equal(a.fitness_history, b.fitness_history)
+    paper = run("paper")
+    both = run("de", selection="strict", bounds="redraw")
+    np.testing.assert_array_equal(paper.pixels, both.pixels)
+    np.testing.assert_array_equal(paper.fitness_history, both.fitness_history)
+    for one in (dict(selection="strict"), dict(bounds="redraw")):  # bounds clip / ties
+        other = run("de", **one)
+        assert not np.array_equal(paper.fitness_history, other.fitness_history), one
 
 
 def test_config_defaults_and_errors():
