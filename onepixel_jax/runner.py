@@ -165,6 +165,17 @@ def run(
     keys) gives each image its own key instead of ``fold_in(key, i)``: the sweep uses it to
     hand the engine several chunks at once with the keys each chunk would have had.
     """
+    with surface_host_errors():  # a host model that raises: one line naming it
+        return _run(
+            key, target, images, labels, method, objective, targets, schedule, progress, mesh,
+            predict_fn, image_keys,
+        )  # fmt: skip
+
+
+def _run(
+    key, target, images, labels, method, objective, targets, schedule, progress, mesh,
+    predict_fn, image_keys,
+) -> AttackResult:  # fmt: skip
     started = time.perf_counter()
     compile_cache.enable()
     if not isinstance(method, SearchMethod):
@@ -239,10 +250,10 @@ def run(
         tail_slots=engine.tail_slots(call_slots) if schedule.compact else 0,
         key_impl=jax.random.key_impl(keys),
     )
-    with surface_host_errors():  # a host model that raises: one line naming it
-        genes, history, rounds, evaluations = _evolve(
-            problem, target, plan, reporter, mesh, method.popsize
-        )
+    genes, history, rounds, evaluations = _evolve(
+        problem, target, plan, reporter, mesh, method.popsize
+    )
+    jax.block_until_ready((genes, history, rounds))
     pix = _decode_all(x, genes)
     adv = _apply_all(x, pix)
     if predict_fn is None:
