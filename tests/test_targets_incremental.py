@@ -145,6 +145,8 @@ def test_select_auto_on_off():
     with pytest.raises(ValueError, match="'reshape' merging the spatial axes") as err:
         incremental.select(_flatten_first, 1, True, image_shape=(8, 8, 3))
     assert "\n" not in str(err.value) and "incremental=None or False" in str(err.value)
+    sort_first = lambda x: _flatten_first(jnp.sort(x, axis=1))  # noqa: E731
+    assert incremental.blocker(sort_first, (8, 8, 3)) == "unknown primitive 'sort'"
     with pytest.raises(TypeError, match="incremental"):
         incremental.select(allconv, 1, "yes")
     with pytest.raises(TypeError, match="incremental"):

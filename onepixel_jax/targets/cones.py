@@ -79,8 +79,3 @@ def window(lo: np.ndarray, hi: np.ndarray, size: int) -> tuple[int, np.ndarray]:
     n = int(min(size, max(1, int(lengths.max(initial=0)))))
     starts = np.clip(np.minimum(lo, size), 0, size - n)
     return n, starts.astype(np.int32)
-
-
-def conv_macs(positions: int, kh: int, kw: int, c_in: int, c_out: int, groups: int = 1) -> int:
-    """Multiply-adds of a convolution evaluated at ``positions`` output positions."""
-    return positions * kh * kw * (c_in // groups) * c_out

@@ -149,7 +149,8 @@ class Domain(NamedTuple):
     Attributes:
       rules: ``{primitive name: rule}``; ``rule(index, eqn, values) -> outputs | None``, called
         when some input of equation ``index`` is abstract (``values``: one per operand,
-        abstract or concrete).
+        abstract or concrete). The rule under the key ``None``, if any, serves the primitives
+        without their own.
       is_abstract: whether a value belongs to the domain.
       concretise: ``concretise(var, value) -> concrete`` for an abstract value that a concrete
         operation needs (called once per variable).
@@ -157,7 +158,7 @@ class Domain(NamedTuple):
       lift: ``lift(atom, value) -> value`` for a graph constant or literal.
     """
 
-    rules: dict[str, Callable]
+    rules: dict[str | None, Callable]
     is_abstract: Callable[[Any], bool]
     concretise: Callable[[int, Any], Any]
     apply: Callable[[int, Eqn, list], list]
@@ -189,7 +190,7 @@ def walk(graph: Graph, inputs: Sequence[Any], domain: Domain, keep: Sequence[int
         values = [read(a) for a in eqn.ins]
         outs = None
         if any(domain.is_abstract(v) for v in values):
-            rule = domain.rules.get(eqn.name)
+            rule = domain.rules.get(eqn.name, domain.rules.get(None))
             outs = None if rule is None else rule(index, eqn, values)
         if outs is None:
             outs = domain.apply(index, eqn, [read_concrete(a) for a in eqn.ins])

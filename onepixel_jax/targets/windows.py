@@ -15,7 +15,8 @@ exact values over its whole area, so:
   the cached clean input (padded as the operation pads) with all ``d`` input windows written
   in, then the operation without padding;
 - operations on non-spatial axes only (transposes, reshapes that keep the spatial axes,
-  channel pads, slices, reductions, ``dot_general`` over channels) run on each window.
+  channel pads, slices, reductions, ``dot_general`` over channels) run on each window;
+- a constant pad or a stride-1 crop of the spatial axes shifts the cones.
 
 Anything else *materialises* the variable (clean cache plus the windows written in, in
 order) and runs concretely from there. Two passes share the rules: :func:`plan` walks the
@@ -546,7 +547,8 @@ class _Planner:
         self.window_macs = 0
 
     def rule(self, index: int, eqn: Eqn, vals: list):
-        step = _PLAN_RULES[eqn.name](self, eqn, vals)
+        fn = _PLAN_RULES.get(eqn.name)
+        step = f"unknown primitive '{eqn.name}'" if fn is None else fn(self, eqn, vals)
         if isinstance(step, str):
             self.declines.append((index, step))
             self.reasons[index] = step
@@ -628,7 +630,7 @@ def plan(graph: Graph, pixels: int, max_fraction: float = 0.5) -> Plan:
     if not isinstance(pixels, int) or pixels < 1:
         raise ValueError(f"pixels must be a positive int, got {pixels!r}")
     ctx = _Planner(graph, pixels, max_fraction)
-    rules = {name: ctx.rule for name in _PLAN_RULES}
+    rules = {None: ctx.rule}  # every primitive: a rule, or the reason why there is none
     domain = Domain(rules, lambda v: isinstance(v, Cone), ctx.concretise, ctx.apply, ctx.lift)
     x = graph.inputs[0]
     ctx.cones[x] = _input_cone(graph.shape(x))
