@@ -53,6 +53,7 @@ def merged(out) -> list[dict]:
     _, recs = run_folder.load_run(out)
     for r in recs:
         r.pop("seconds")
+        r.pop("compile_seconds", None)  # recorded only where the engine reports progress
     return recs
 
 
@@ -71,6 +72,7 @@ def summary_without_timing(out) -> dict:
         summary.pop(name, None)
     for method in summary["methods"].values():
         method.pop("seconds")  # engine time
+        method.pop("compile_seconds")
     return summary
 
 

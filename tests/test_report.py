@@ -193,3 +193,40 @@ def test_report_compares_any_two_methods(tmp_path):
     assert "## fast against paper" in text and "Finished attacks: 4 of 4." in text
     assert summary.summary_line(summ).startswith("fast success 100.00%")
     assert "; paper 50.00%" in summary.summary_line(summ)
+
+
+def test_compilation_time_is_recorded_by_the_first_call_and_reported(tmp_path):
+    """The sweep writes its first engine call's time to the first generation (compilation
+    included) into that call's records, per method and session; report.md shows it."""
+    import jax
+    import jax.numpy as jnp
+
+    from onepixel_jax.experiments import SweepConfig, run_sweep
+
+    weights = jnp.asarray(np.random.default_rng(0).normal(size=(4 * 4 * 3, K)), jnp.float32)
+
+    def linear(batch):
+        return jax.nn.softmax(batch.reshape(batch.shape[0], -1) / 255.0 @ weights, axis=-1)
+
+    images = np.random.default_rng(1).integers(0, 256, (6, 4, 4, 3), dtype=np.uint8)
+    labels = np.asarray(linear(jnp.asarray(images, jnp.float32))).argmax(1)
+    cfg = SweepConfig(
+        "linear", "toy", n_images=4, popsize=8, max_iters=2, chunk_size=2, methods=("de", "random")
+    )
+    out = tmp_path / "run"
+    run_sweep(cfg, out, linear, images, labels, progress=lambda p: None)
+    _, records = run_folder.load_run(out)
+    timed = [r for r in records if "compile_seconds" in r]
+    assert sorted((r["method"], r["position"]) for r in timed) == [
+        ("de", 0), ("de", 1), ("random", 0), ("random", 1)
+    ]  # fmt: skip
+    assert all(r["compile_seconds"] > 0 for r in timed)
+    text = report.write_report(out) and (out / "report.md").read_text()
+    de_time = next(r["compile_seconds"] for r in timed if r["method"] == "de")
+    expected = f"reached its first generation after {de_time:.1f} s (compilation included"
+    assert "de compilation: the first engine call of each session" in text and expected in text
+    # without progress the engine does not time its first generation: nothing is recorded
+    quiet = tmp_path / "quiet"
+    run_sweep(cfg, quiet, linear, images, labels)
+    assert not any("compile_seconds" in r for r in run_folder.load_run(quiet)[1])
+    assert "compilation:" not in (report.write_report(quiet) and (quiet / "report.md").read_text())

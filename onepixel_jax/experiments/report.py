@@ -233,6 +233,14 @@ def _markdown(info: dict, summary: dict, figures: list[tuple[str, str]]) -> str:
                 f"{method} wall time {m['seconds']:.0f} s for {m['queries']:,} model evaluations "
                 f"({rate:,.0f} evaluations/s).",
             ]
+        if m.get("compile_seconds"):
+            times = ", ".join(f"{t:.1f} s" for t in m["compile_seconds"])
+            lines += [
+                "",
+                f"{method} compilation: the first engine call of each session reached its first "
+                f"generation after {times} (compilation included; the persistent compilation "
+                "cache shortens it in later sessions).",
+            ]
     if figures:
         method = next(iter(summary["methods"]))
         lines += ["", f"## Figures ({method})", ""]

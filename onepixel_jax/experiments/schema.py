@@ -274,7 +274,7 @@ def check_record(rec: Any, run: RunInfoView, path: str | Path, line: int, hint: 
         raise c.fail("fitness", "a non-empty list of numbers (the best fitness per generation)")
     if _is_int(run.max_iters) and len(fitness) > run.max_iters + 1:
         raise c.fail("fitness", f"at most max_iters + 1 = {run.max_iters + 1} values", len(fitness))
-    for key in ("distortion", "seconds"):
+    for key in ("distortion", "seconds", "compile_seconds"):
         value = rec.get(key)
         if value is not None and (not _is_number(value) or not value >= 0):
             raise c.fail(key, "a number >= 0", value)

@@ -52,6 +52,11 @@ def measure(records: list[dict], num_classes: int, targeted: bool) -> dict[str, 
         "mean_fitness": metrics.mean_fitness_curve(a["fitness"]).tolist(),
         "queries": int(a["queries"].sum()),
         "seconds": float(a["seconds"].sum()),
+        # time to the first generation of each session's first engine call (compilation
+        # included), where the sweep recorded it; one value per such call
+        "compile_seconds": list(
+            dict.fromkeys(r["compile_seconds"] for r in records if "compile_seconds" in r)
+        ),
     }
     if targeted:
         _, fooled = metrics.derived_untargeted_success(a["index"], a["success"])
