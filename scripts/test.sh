@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Set up (if needed; with the tfds extra, so the tensorflow-datasets path is tested too) and run
-# the whole check: ruff lint, ruff format check, pytest.
+# Set up (if needed; with the tfds extra, so the tensorflow-datasets path is tested too, and the
+# torch extra, so are the PyTorch targets) and run the whole check: ruff lint, ruff format
+# check, pytest.
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh" dev,tfds,onnx,search
+source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh" dev,tfds,onnx,search,torch
 echo "[test] ruff check"
 ruff check .
 echo "[test] ruff format --check"

@@ -137,8 +137,12 @@ def _target(kind: str, onnx_path: Path):
     if kind == "torch":
         if not HAVE_TORCH:
             pytest.skip("torch is not installed: the PyTorch adapter was NOT exercised")
-        return from_torch(
-            torch_digits_cnn(_digits_params()), layout="NCHW", scale=255, output="logits"
+        return from_torch(  # the host callback (tests/test_targets_torch.py: the JAX path)
+            torch_digits_cnn(_digits_params()).eval(),
+            layout="NCHW",
+            scale=255,
+            output="logits",
+            mode="host",
         )
     raise AssertionError(kind)
 

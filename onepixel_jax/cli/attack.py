@@ -35,7 +35,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--model",
         required=True,
         type=errors.non_empty,
-        help="committed checkpoint name (list them with: onepixel models) or checkpoint folder",
+        help="committed checkpoint name (list them with: onepixel models), checkpoint folder, "
+        ".onnx file, or saved PyTorch model: a torch.export archive (.pt2) or a state dict "
+        "(.pt, .pth) with --torch-arch",
+    )
+    # A saved PyTorch model (docs/targets.md): the architecture of a state dict.
+    p.add_argument(
+        "--torch-arch",
+        default=None,
+        metavar="MODULE:CLASS",
+        type=errors.non_empty,
+        help="for --model weights.pt: the torch.nn.Module class to load the state dict into, "
+        "by import path (e.g. mypkg.nets:Net; built with no arguments; weights read with "
+        "torch.load(weights_only=True))",
     )
     p.add_argument("--dataset", required=True, help="cifar10, mnist, digits, imagenet-sample")
     p.add_argument("--split", default="test", help="dataset split (default: test)")
@@ -357,18 +369,20 @@ def sweep(
     report: bool = True,
     shard: tuple[int, int] | None = None,
     devices: list | None = None,
+    torch_arch: str | None = None,
 ) -> SweepOutcome | None:
     """Load the model and data, run the sweep with a progress bar and write the report.
 
     ``shard`` ``(i, n)``: attack only that share of the chunks (see ``run_sweep``);
-    ``devices``: the devices the engine spreads each chunk over (None: all of them).
+    ``devices``: the devices the engine spreads each chunk over (None: all of them);
+    ``torch_arch``: the architecture of a PyTorch state dict given as the model.
     Returns None when interrupted (after saying how to resume). Shared by ``attack`` and
     ``demo``.
     """
     errors.check_output_dir(out)
     errors.check_input_dir(data_dir, "--data-dir")
     inputs.check_sizes(config, batch_size)  # int32 counters, before loading anything
-    predict_fn, card = inputs.load_model(config.model)
+    predict_fn, card = inputs.load_model(config.model, torch_arch=torch_arch)
     images, labels, class_names = inputs.load_dataset(
         config.dataset, config.split, data_dir, download
     )
@@ -434,6 +448,7 @@ def run(args: argparse.Namespace) -> int:
         report=not args.no_report and shard is None,
         shard=shard,
         devices=devices,
+        torch_arch=args.torch_arch,
     )
     if outcome is None:
         return 130

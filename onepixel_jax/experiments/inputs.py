@@ -29,9 +29,13 @@ def one_line(exc: BaseException) -> str:
     return lines[0]
 
 
-def load_model(name: str, check: bool = True) -> tuple[Callable, Mapping]:
-    """``(predict_fn, card)`` of a committed checkpoint name, a checkpoint folder or an
-    ``.onnx`` file (an ONNX Runtime target, :func:`onepixel_jax.targets.from_onnx`).
+def load_model(
+    name: str, check: bool = True, torch_arch: str | None = None
+) -> tuple[Callable, Mapping]:
+    """``(predict_fn, card)`` of a committed checkpoint name, a checkpoint folder, an
+    ``.onnx`` file (an ONNX Runtime target, :func:`onepixel_jax.targets.from_onnx`) or a
+    saved PyTorch model (a ``.pt2`` archive, or a state dict with ``torch_arch``,
+    ``package.module:Class``; :func:`onepixel_jax.targets.host.load_target`).
 
     With ``check`` and a card that gives the input shape, the model contract is checked on
     two synthetic images (:func:`check_loaded_model`); otherwise :func:`check_sweep` checks
@@ -43,7 +47,7 @@ def load_model(name: str, check: bool = True) -> tuple[Callable, Mapping]:
       DamagedFileError: a model card that is not a JSON object or lacks a field (the zoo's
         ``CardError``, naming the card file).
     """
-    predict_fn, card = _load_model(name)
+    predict_fn, card = _load_model(name, torch_arch)
     if check and _card_shape(card) is not None:
         check_loaded_model(name, predict_fn, card)
     return predict_fn, card
@@ -128,18 +132,18 @@ def check_sweep(config, predict_fn: Callable, card: Mapping, images, labels, bat
     )
 
 
-def _load_model(name: str) -> tuple[Callable, Mapping]:
+def _load_model(name: str, torch_arch: str | None = None) -> tuple[Callable, Mapping]:
     from onepixel_jax import zoo
 
     if not isinstance(name, str) or not name:
         raise UsageError(f"model must be a checkpoint name or folder, got {name!r}")
-    if name.lower().endswith(".onnx"):
+    if name.lower().endswith((".onnx", ".pt2", ".pt", ".pth")) or torch_arch is not None:
         from onepixel_jax.targets.host import load_target
 
         if not os.path.isfile(name):
             raise UsageError(f"model file {name!r} does not exist")
         try:
-            return load_target(name)
+            return load_target(name, torch_arch=torch_arch)
         except (ValueError, TypeError, ImportError, OSError) as exc:
             raise UsageError(f"cannot load model {name!r}: {one_line(exc)}") from exc
     known = list(zoo.list_models())

@@ -41,6 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 
 OUTPUTS = ("probs", "logits")
+# Saved PyTorch models load_target opens: torch.export archives, state dicts (--torch-arch).
+TORCH_SUFFIXES = (".pt2", ".pt", ".pth")
 LAYOUTS = ("NHWC", "NCHW")
 INPUT_DTYPES = ("float32", "uint8", "float16", "float64")
 
@@ -468,6 +470,7 @@ def from_onnx(
 def from_torch(
     module: Any,
     *,
+    mode: str = "auto",
     device: str = "cpu",
     layout: str = "NCHW",
     scale: float | tuple[float, float] = 1.0,
@@ -475,40 +478,82 @@ def from_torch(
     std: Sequence[float] | None = None,
     output: str = "probs",
     num_classes: int | None = None,
-) -> HostTarget:
-    """A target from a PyTorch ``nn.Module`` (torch is imported only here).
+    reference: Any = None,
+) -> Any:
+    """A target from a PyTorch model (torch is imported only here).
 
-    The module is put in eval mode and called under ``torch.inference_mode()`` (no gradient
-    tracking) on float32 tensors moved to ``device``; its output is copied back to the host.
+    ``mode="auto"`` (default) and ``"jax"`` convert the module to a JAX function (a
+    ``torch.export`` graph run by :mod:`onepixel_jax.targets.aten`) that runs inside the
+    compiled loop, with ``jit``, the device planner and the incremental evaluation; the
+    result is a :class:`~onepixel_jax.targets.pytorch.TorchTarget`. The module is exported
+    and checked when the first batch of a given image shape reaches it (or now, given
+    ``reference``). Where the graph has an operator the interpreter does not know, where
+    ``torch.export`` fails or where the converted function's probabilities differ from the
+    module's by more than 1e-4 on the check batch, ``"auto"`` runs the module through the
+    host callback and warns once with the reason (``TorchFallbackWarning``); ``"jax"``
+    raises it. ``mode="host"`` returns the :class:`HostTarget` (one ``jax.pure_callback``
+    per generation, the module called under ``torch.inference_mode()`` on ``device``).
 
     Args:
-      module: a ``torch.nn.Module`` mapping a float32 batch to ``(B, K)``.
-      device: where to run it (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, ...).
+      module: a ``torch.nn.Module`` in eval mode mapping a float32 batch to ``(B, K)``, or a
+        ``torch.export.ExportedProgram`` with a dynamic batch axis.
+      mode: ``"auto"``, ``"jax"`` or ``"host"``.
+      device: where the host callback runs the module (``"cpu"``, ``"cuda"``, ...).
       layout, scale, mean, std: what the module takes; defaults: NCHW in [0, 1] (torchvision
         models also want ``mean`` / ``std``, e.g. ImageNet's, unless they normalise inside).
       output: ``"probs"`` or ``"logits"`` (most PyTorch classifiers return logits).
-      num_classes: ``K``; ``None`` finds it with one call on a zero image.
+      num_classes: ``K``; ``None``: from the module's first output.
+      reference: optional, a batch of inputs as the module takes them (its layout, scale and
+        normalisation: a tensor from its data loader). Checked against the adapter's
+        ``layout``, ``scale``, ``mean`` and ``std`` (its values must map into pixels [0,
+        255]); the converted function is compared with the module on it. Without it, the
+        check batch is two noise images.
+
+    Raises:
+      ValueError: a module in training mode; a module that fails on the check batch (the
+        message names the layout to pass if the other one works), returns no ``(B, K)``
+        scores, or logits with ``output='probs'``; a ``reference`` that does not fit the
+        conventions.
     """
     try:
         import torch
     except ImportError as err:
         raise ImportError("from_torch needs PyTorch: pip install 'onepixel-jax[torch]'") from err
-    if not isinstance(module, torch.nn.Module):
-        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    mode = _check_choice("mode", mode, ("auto", "jax", "host"))
+    program = isinstance(module, torch.export.ExportedProgram)
+    if not isinstance(module, torch.nn.Module) and not program:
+        raise TypeError(
+            "module must be a torch.nn.Module or a torch.export.ExportedProgram, got "
+            f"{type(module).__name__}"
+        )
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
         raise ValueError(
             f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}"
         ) from err
-    module.eval()
+    label = "PyTorch exported program" if program else f"PyTorch module {type(module).__name__}"
+    if program:
+        runnable = module.module(check_guards=False)
+    else:
+        training = [name for name, m in module.named_modules() if m.training]
+        if training:
+            which = "is" if training[0] == "" else f"has submodule {training[0]!r}"
+            raise ValueError(
+                f"module: {label} {which} in training mode; call module.eval() first (batch "
+                "norm and dropout compute otherwise in training)"
+            )
+        runnable = module
 
     def run_module(x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x)
+        if not x.flags.writeable:  # torch warns on read-only arrays (JAX's buffers)
+            x = x.copy()
         with torch.inference_mode():
-            t = torch.from_numpy(np.ascontiguousarray(x)).to(dev)
-            return module(t).detach().float().cpu().numpy()
+            t = torch.from_numpy(x).to(dev)
+            return runnable(t).detach().float().cpu().numpy()
 
-    return HostTarget(
+    host = HostTarget(
         run_module,
         output=output,
         layout=layout,
@@ -517,8 +562,15 @@ def from_torch(
         std=std,
         input_dtype="float32",
         num_classes=num_classes,
-        name=f"PyTorch module {type(module).__name__} on {dev}",
+        name=f"{label} on {dev}",
     )
+    from .pytorch import TorchTarget, reference_pixels
+
+    if mode == "host":
+        if reference is not None:
+            reference_pixels(host, reference)
+        return host
+    return TorchTarget(module, host, mode=mode, reference=reference)
 
 
 # --------------------------------------------------------------------------------------
@@ -562,11 +614,12 @@ def check_traceable(predict_fn: Callable, example_batch: Any) -> jax.ShapeDtypeS
 
 
 # --------------------------------------------------------------------------------------
-# One entry point for a model given by name: a zoo checkpoint or an .onnx file
+# One entry point for a model given by name: a zoo checkpoint, an .onnx file, a PyTorch file
 
 
-def load_target(spec: str | os.PathLike) -> tuple[Callable, dict]:
-    """``(predict_fn, card)`` for a zoo checkpoint name / folder or an ``.onnx`` file.
+def load_target(spec: str | os.PathLike, torch_arch: str | None = None) -> tuple[Callable, dict]:
+    """``(predict_fn, card)`` for a zoo checkpoint name / folder, an ``.onnx`` file or a saved
+    PyTorch model.
 
     An ``.onnx`` file is opened with :func:`from_onnx` (layout, scale and output from the
     metadata that :mod:`onepixel_jax.targets.export` writes; otherwise NCHW, [0, 1], probs).
@@ -574,14 +627,41 @@ def load_target(spec: str | os.PathLike) -> tuple[Callable, dict]:
     one, with ``format = "onnx"``, ``source`` (the path), ``sha256`` (of the file),
     ``input_shape`` ``(H, W, C)`` and ``num_classes`` where the model declares them.
 
+    A ``.pt2`` file (``torch.export.save``), or with ``torch_arch``
+    (``"package.module:Class"``) a state dict, is opened with
+    :func:`onepixel_jax.targets.pytorch.read_file` (never unpickled; ``format``
+    ``"torch-export"`` or ``"torch-state-dict"``).
+
     Raises:
-      ValueError: an ``.onnx`` path that does not exist or is not an ONNX model, or an
-        unknown checkpoint name (from :func:`onepixel_jax.models.load`).
+      ValueError: an ``.onnx`` path that does not exist or is not an ONNX model, a PyTorch
+        file that cannot be loaded safely, or an unknown checkpoint name (from
+        :func:`onepixel_jax.models.load`).
     """
     if not isinstance(spec, str | os.PathLike):
         raise TypeError(f"spec must be a str or path, got {type(spec).__name__}")
     path = Path(spec)
-    if path.suffix.lower() != ".onnx":
+    suffix = path.suffix.lower()
+    if torch_arch is not None or suffix in TORCH_SUFFIXES:
+        if torch_arch is None and suffix != ".pt2":
+            raise ValueError(
+                f"model {str(path)!r} is a state dict: give its architecture with --torch-arch "
+                "package.module:Class (or save the model with torch.export.save as .pt2)"
+            )
+        try:
+            import torch  # noqa: F401
+        except ImportError as err:
+            raise ImportError(
+                "a PyTorch model needs torch: pip install 'onepixel-jax[torch]'"
+            ) from err
+        from .pytorch import read_file, settle
+
+        source, keywords, card = read_file(path, torch_arch)
+        detect = keywords["output"] is None
+        if detect:
+            keywords["output"] = "logits"
+        target = from_torch(source, **keywords)
+        return target, settle(target, card, detect)
+    if suffix != ".onnx":
         from .. import models
 
         return models.load(spec)
