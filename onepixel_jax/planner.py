@@ -68,6 +68,54 @@ def plan_slots(
     return slots, call_slots
 
 
+MEMORY_SHARE = 0.6  # plans use at most this share of the device's memory
+
+
+def device_memory() -> int | None:
+    """Bytes the default device can hold (``memory_stats()["bytes_limit"]`` on GPU/TPU);
+    ``None`` on a CPU or where the device does not say."""
+    if on_cpu():
+        return None
+    try:
+        stats = jax.devices()[0].memory_stats() or {}
+    except Exception:  # some backends do not implement it
+        return None
+    limit = stats.get("bytes_limit")
+    return int(limit) if limit else None
+
+
+def fit_to_memory(
+    slots: int,
+    call_slots: int,
+    popsize: int,
+    per_slot_bytes: int,
+    per_candidate_bytes: int,
+    memory: int | None,
+) -> tuple[int, int]:
+    """``(slots, call_slots)`` shrunk until the plan fits :data:`MEMORY_SHARE` of ``memory``:
+    ``slots * per_slot_bytes`` (each slot's state and cache, e.g. the incremental
+    evaluation's clean activations) plus ``call_slots * popsize * per_candidate_bytes`` (one
+    model call's inputs and activations). Unchanged when ``memory`` is ``None``."""
+    if memory is None:
+        return slots, call_slots
+    budget = MEMORY_SHARE * memory
+
+    def need(s: int, c: int) -> float:
+        return s * per_slot_bytes + c * popsize * per_candidate_bytes
+
+    while call_slots > 1 and need(call_slots, call_slots) > budget:
+        call_slots = max(1, call_slots // 2)
+    slots = max(call_slots, slots // call_slots * call_slots)
+    while slots > call_slots and need(slots, call_slots) > budget:
+        slots -= call_slots
+    if need(slots, call_slots) > budget:
+        raise MemoryError(
+            f"one slot of {popsize} candidates needs {need(1, 1) / 2**30:.2f} GiB, more than "
+            f"{MEMORY_SHARE:.0%} of the device's {memory / 2**30:.1f} GiB; lower popsize"
+        )
+    return slots, call_slots
+
+
 MIN_CHUNK = 16  # images per sweep chunk at least (a chunk is one engine call and one write)
 CHUNK_WAVES = 4  # a chunk fills the device's slots this many times over (queue, short tail)
 
@@ -89,7 +137,10 @@ __all__ = [
     "CHUNK_WAVES",
     "MIN_CHUNK",
     "Schedule",
+    "MEMORY_SHARE",
     "chunk_images",
+    "device_memory",
+    "fit_to_memory",
     "on_cpu",
     "plan_slots",
 ]

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import compile_cache, distributed, engine
+from . import compile_cache, distributed, engine, planner
 from . import progress as progress_lib
 from .config import AttackConfig
 from .objective import Objective
@@ -102,8 +102,9 @@ def attack(
     cfg = AttackConfig() if cfg is None else cfg
     if not isinstance(cfg, AttackConfig):
         raise TypeError(f"cfg must be an AttackConfig, got {type(cfg).__name__}")
-    channel = _check_model_and_images(predict_fn, images)[1]
-    target = resolve(predict_fn, channel, cfg.pixels, cfg.incremental)
+    arr, channel = _check_model_and_images(predict_fn, images)
+    shape = arr.shape[1:] if channel else (*arr.shape[1:], 1)
+    target = resolve(predict_fn, channel, cfg.pixels, cfg.incremental, shape)
     return run(
         key,
         target,
@@ -208,6 +209,12 @@ def _run(
             f"pixels must be <= the {h}x{w} = {h * w} image pixels, got {method.pixels}"
         )
     slots, call_slots = plan_slots(method.popsize, n, x.shape[1:], schedule)
+    memory = planner.device_memory()
+    if memory is not None:  # an accelerator: the plan, caches included, must fit
+        per_slot, per_candidate = _plan_bytes(target, predict_fn, x.shape[1:], method)
+        slots, call_slots = planner.fit_to_memory(
+            slots, call_slots, method.popsize, per_slot, per_candidate, memory
+        )
     chunk = max(call_slots * method.popsize // 4, 1)  # clean and final predictions
     view = (lambda b: b) if has_channel else (lambda b: b[..., 0])
     if predict_fn is None:
@@ -280,6 +287,27 @@ def _run(
         compile_seconds=None if reporter is None else reporter.compile_seconds,
         seconds=time.perf_counter() - started,
     )
+
+
+def _plan_bytes(target, predict_fn, image_shape, method) -> tuple[int, int]:
+    """Bytes per slot (the target's cache for one image and the strategy's genes) and per
+    candidate (the patched image and, for a JAX model, the temporaries of its forward pass
+    per image, from XLA's memory analysis of a small call)."""
+    one = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+    cache = jax.eval_shape(target.prepare, one)
+    per_slot = sum(
+        int(np.prod(a.shape)) * a.dtype.itemsize for a in jax.tree_util.tree_leaves(cache)
+    )
+    per_slot += 4 * method.popsize * method.pixels * (2 + image_shape[-1]) * 4
+    per_candidate = 4 * int(np.prod(image_shape)) * 2
+    if predict_fn is not None:
+        try:
+            batch = jax.ShapeDtypeStruct((8, *image_shape), jnp.float32)
+            stats = jax.jit(predict_fn).lower(batch).compile().memory_analysis()
+            per_candidate += int(getattr(stats, "temp_size_in_bytes", 0)) // 8
+        except Exception:  # no analysis on this backend: the inputs alone
+            pass
+    return per_slot, per_candidate
 
 
 def _evolve(problem, target, plan, reporter, mesh, popsize):

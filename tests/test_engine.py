@@ -564,3 +564,34 @@ def test_partly_busy_call_groups_shrink_and_results_do_not_change():
     np.testing.assert_array_equal(res.pixels, plain.pixels)
     np.testing.assert_array_equal(res.queries, plain.queries)
     np.testing.assert_array_equal(res.probs, plain.probs)
+
+
+def test_plans_fit_the_device_memory_caches_included(monkeypatch):
+    """On an accelerator the plan is cut to fit the device's memory: the slots' caches (the
+    incremental evaluation's clean activations) and one call's candidates and activations."""
+    from onepixel_jax import planner, runner
+
+    slots, call_slots = planner.fit_to_memory(64, 16, 100, 10**6, 10**4, memory=None)
+    assert (slots, call_slots) == (64, 16)  # no memory figure: unchanged
+    # 64 slots of 1 MB plus calls of 16 x 100 candidates of 10 kB = 80 MB; fit into 50 MB
+    slots, call_slots = planner.fit_to_memory(64, 16, 100, 10**6, 10**4, memory=50 * 10**6)
+    assert slots * 10**6 + call_slots * 100 * 10**4 <= planner.MEMORY_SHARE * 50 * 10**6
+    assert slots % call_slots == 0 and slots >= call_slots >= 1
+    with pytest.raises(MemoryError, match="lower popsize"):
+        planner.fit_to_memory(4, 4, 10**6, 10**6, 10**6, memory=10**6)
+    # the runner measures the bytes: a zoo network's incremental cache per slot, and XLA's
+    # temporaries of the forward pass per candidate
+    predict_fn, _ = opj.models.load("allconv-cifar10")
+    cfg = opj.AttackConfig(pixels=1, incremental=True)
+    target = opj.targets.resolve(predict_fn, True, 1, True, (32, 32, 3))
+    per_slot, per_candidate = runner._plan_bytes(target, predict_fn, (32, 32, 3), cfg.method())
+    cache = opj.targets.incremental.cache_bytes(predict_fn, (32, 32, 3), 1, channel_axis=True)
+    assert per_slot >= cache > 100_000  # the clean activations are counted
+    assert per_candidate > 32 * 32 * 3 * 4
+    # and the attack runs with the cut plan (a device of 40 MB, monkeypatched)
+    monkeypatch.setattr(planner, "device_memory", lambda: 40 * 2**20)
+    x, y, _ = opj.data.load("digits", "test", limit=3)
+    digits, _ = opj.models.load("digits-cnn")
+    small = opj.AttackConfig(popsize=20, max_iters=2, batch_size=3, call_size=60)
+    res = opj.attack(jax.random.key(0), digits, x, y, small, progress=False)
+    assert res.success.shape == (3,)

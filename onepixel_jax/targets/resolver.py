@@ -8,7 +8,7 @@ exact incremental evaluation where it pays (:mod:`.incremental`) or the patched 
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Sequence
 from typing import Any
 
 from ..types import Target
@@ -16,7 +16,13 @@ from . import incremental
 from .patched import patched_forward
 
 
-def resolve(model: Any, channel_axis: bool, pixels: int, use_incremental: bool | None) -> Target:
+def resolve(
+    model: Any,
+    channel_axis: bool,
+    pixels: int,
+    use_incremental: bool | None,
+    image_shape: Sequence[int] | None = None,
+) -> Target:
     """The target of ``model`` for candidates of ``pixels`` pixels.
 
     Args:
@@ -24,23 +30,14 @@ def resolve(model: Any, channel_axis: bool, pixels: int, use_incremental: bool |
       channel_axis: ``False`` when the images have no channel axis (the model is called on
         ``(B, H, W)``).
       pixels: ``d``, which the incremental evaluation's plan depends on.
-      use_incremental: ``None`` (where it pays), ``True`` (always; an error where it cannot)
-        or ``False`` (never).
+      use_incremental: ``None`` (where it pays), ``True`` (always; an error naming the
+        operation where it cannot) or ``False`` (never).
+      image_shape: ``(H, W, C)``; with it the choice (and an ``incremental=True`` error) is
+        made here, before anything is compiled.
     """
     if isinstance(model, Target):
         return model
     chosen = incremental.select(
-        model if channel_axis else _with_channel(model), pixels, use_incremental
+        model, pixels, use_incremental, image_shape=image_shape, channel_axis=channel_axis
     )
     return chosen if chosen is not None else patched_forward(model, channel_axis)
-
-
-@functools.lru_cache(maxsize=64)
-def _with_channel(predict_fn):
-    """``predict_fn`` of ``(B, H, W)`` images as a function of ``(B, H, W, 1)`` batches (one
-    object per function, so that compilations are reused)."""
-
-    def predict(batch):
-        return predict_fn(batch[..., 0])
-
-    return predict
