@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "onepixel_jax.cli.fool",
     "onepixel_jax.cli.defend",
     "onepixel_jax.cli.experiment",
+    "onepixel_jax.cli.reproduce",
 )
 
 

@@ -182,6 +182,12 @@ _PRESETS = (
         stall=64,
     ),
     _preset("paper-stall", "paper", "the paper's DE with a stall rule of 10 generations", stall=10),
+    _preset(
+        "paper-clip",
+        "paper",
+        "the paper's DE with out-of-range mutants clipped to the box instead of redrawn",
+        [("bounds", "clip")],
+    ),
 )
 
 PRESETS: dict[str, MethodPreset] = {p.name: p for p in _PRESETS}

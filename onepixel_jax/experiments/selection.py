@@ -10,6 +10,9 @@ from onepixel_jax.errors import UsageError
 
 MODES = ("untargeted", "targeted", "all-targets")
 SELECT_BATCH = 256
+# The stream the seeded random order is drawn from: default_rng([ORDER_STREAM, seed]), so that
+# an order's seed never shares a stream with a targeted run's default_rng([seed, index]).
+ORDER_STREAM = 0x5E1EC7
 
 
 def select_images(
@@ -71,6 +74,50 @@ def select_images(
         f"only {len(chosen)} of the {len(images)} images are classified correctly, "
         f"fewer than the {n_images} asked for (lower --n-images or add --include-misclassified)"
     )
+
+
+def seeded_order(n: int, seed: int) -> np.ndarray:
+    """A random order of the ``n`` dataset positions, fixed by ``seed``.
+
+    ``np.random.default_rng([ORDER_STREAM, seed]).permutation(n)`` as ``(n,)`` int64. The first
+    images of the order do not depend on how many are taken, so a selection in this order grows
+    without changing its first images.
+
+    Raises:
+      UsageError: ``n`` is not a non-negative integer or ``seed`` not in ``[0, 2**32)``.
+    """
+    if not _is_int(n) or n < 0:
+        raise UsageError(f"n must be a non-negative integer, got {n!r}")
+    if not _is_int(seed) or not 0 <= seed < 2**32:
+        raise UsageError(f"selection seed must be an integer in [0, 2**32), got {seed!r}")
+    return np.random.default_rng([ORDER_STREAM, int(seed)]).permutation(int(n)).astype(np.int64)
+
+
+def select_random_images(
+    predict_fn: Callable,
+    images: np.ndarray,
+    labels: np.ndarray,
+    n_images: int,
+    seed: int,
+    include_misclassified: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Like :func:`select_images`, but in the seeded random order :func:`seeded_order`: the
+    first ``n_images`` images of that order the model classifies correctly (or, with
+    ``include_misclassified``, the first ``n_images`` of the order with the model's own
+    prediction as label). The paper's protocol: "500 random images", correctly classified.
+
+    Returns ``(dataset indices (n,) int64, attack labels (n,) int64, probabilities (n, K))``,
+    in the order of selection. A larger ``n_images`` with the same seed keeps the first images.
+    """
+    order = seeded_order(len(images), seed)
+    pos, chosen_labels, probs = select_images(
+        predict_fn, images[order], np.asarray(labels)[order], n_images, include_misclassified
+    )
+    return order[pos], chosen_labels, probs
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool | np.bool_)
 
 
 def targets_for(mode: str, label: int, num_classes: int, seed: int, index: int) -> list:

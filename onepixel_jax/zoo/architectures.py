@@ -13,6 +13,13 @@ output (rounded, at least 1; a multiple of the group count for grouped convoluti
 Batch norm: ``batch_norm=True`` puts a BatchNorm after every hidden convolution (and after
 VGG16's hidden dense layer); such convolutions carry no bias. ``train=False`` (the default,
 used by attacks) runs BatchNorm on its running averages and disables dropout.
+
+The one-pixel paper's Section V changes two networks "for better implementation": NiN without
+its second average pooling (``NiN(second_pool=False)``) and AllConv without batch
+normalisation on its first layer (``AllConv(first_batch_norm=False)``). Both fields default to
+the original networks, so every existing checkpoint loads unchanged; the architectures
+``nin-section5`` and ``allconv-section5`` (:data:`ARCHITECTURES`) are the Section V variants
+by name, for ``onepixel train --model``.
 """
 
 from __future__ import annotations
@@ -29,11 +36,13 @@ import numpy as np
 __all__ = [
     "ARCHITECTURES",
     "AllConv",
+    "AllConvSectionV",
     "AlexNet",
     "Architecture",
     "DigitsCNN",
     "LeNet",
     "NiN",
+    "NiNSectionV",
     "ResNet",
     "VGG16",
     "create",
@@ -105,7 +114,9 @@ class AllConv(nn.Module):
 
     conv3x3 96, 96, 96/stride 2, 192, 192, 192/stride 2, conv3x3 192 valid, conv1x1 192,
     conv1x1 ``num_classes``, global average pool. Dropout ``dropout`` after each stride-2 layer
-    (the paper also drops 20 % of the input; ``input_dropout``).
+    (the paper also drops 20 % of the input; ``input_dropout``). ``first_batch_norm=False``
+    (with ``batch_norm``): the first convolution has a bias and no BatchNorm (the one-pixel
+    paper's Section V network).
     """
 
     num_classes: int = 10
@@ -115,6 +126,7 @@ class AllConv(nn.Module):
     input_dropout: float = 0.2
     mean: tuple[float, ...] = CIFAR10_MEAN
     std: tuple[float, ...] = CIFAR10_STD
+    first_batch_norm: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -122,7 +134,7 @@ class AllConv(nn.Module):
         c1, c2 = scaled(96, self.width), scaled(192, self.width)
         bn = self.batch_norm
         x = nn.Dropout(self.input_dropout, deterministic=not train)(x)
-        x = _ConvBNReLU(c1, 3, padding=1, batch_norm=bn)(x, train)
+        x = _ConvBNReLU(c1, 3, padding=1, batch_norm=bn and self.first_batch_norm)(x, train)
         x = _ConvBNReLU(c1, 3, padding=1, batch_norm=bn)(x, train)
         x = _ConvBNReLU(c1, 3, stride=2, padding=1, batch_norm=bn)(x, train)
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
@@ -142,6 +154,8 @@ class NiN(nn.Module):
     mlpconv 192-160-96 (conv5x5, 1x1, 1x1), max-pool 3/2, dropout; mlpconv 192-192-192,
     avg-pool 3/2, dropout; mlpconv 192-192-``num_classes`` (conv3x3, 1x1, 1x1), global average
     pool. The last 1x1 convolution is followed by ReLU as in the original network.
+    ``second_pool=False``: no average pooling after the second mlpconv (the one-pixel paper's
+    Section V network; the third mlpconv then works on 16x16 maps, the parameters are the same).
     """
 
     num_classes: int = 10
@@ -150,6 +164,7 @@ class NiN(nn.Module):
     dropout: float = 0.5
     mean: tuple[float, ...] = CIFAR10_MEAN
     std: tuple[float, ...] = CIFAR10_STD
+    second_pool: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -163,12 +178,27 @@ class NiN(nn.Module):
         x = _ConvBNReLU(scaled(192, w), 5, padding=2, batch_norm=bn)(x, train)
         x = _ConvBNReLU(scaled(192, w), 1, padding=0, batch_norm=bn)(x, train)
         x = _ConvBNReLU(scaled(192, w), 1, padding=0, batch_norm=bn)(x, train)
-        x = nn.avg_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        if self.second_pool:
+            x = nn.avg_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
         x = _ConvBNReLU(scaled(192, w), 3, padding=1, batch_norm=bn)(x, train)
         x = _ConvBNReLU(scaled(192, w), 1, padding=0, batch_norm=bn)(x, train)
         x = nn.relu(nn.Conv(self.num_classes, (1, 1), padding="VALID")(x))
         return jnp.mean(x, axis=(1, 2))
+
+
+class AllConvSectionV(AllConv):
+    """AllConv as in the one-pixel paper's Section V: batch norm after every hidden
+    convolution except the first (``batch_norm=True``, ``first_batch_norm=False``)."""
+
+    batch_norm: bool = True
+    first_batch_norm: bool = False
+
+
+class NiNSectionV(NiN):
+    """NiN as in the one-pixel paper's Section V: without the second average pooling."""
+
+    second_pool: bool = False
 
 
 _VGG16_CFG = (
@@ -386,6 +416,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     "alexnet": Architecture(AlexNet, (227, 227, 3), 1000),
     "digits-cnn": Architecture(DigitsCNN, (8, 8, 1), 10),
     "resnet": Architecture(ResNet, (32, 32, 3), 10),
+    "allconv-section5": Architecture(AllConvSectionV, (32, 32, 3), 10),
+    "nin-section5": Architecture(NiNSectionV, (32, 32, 3), 10),
 }
 
 
