@@ -330,9 +330,17 @@ def _raw(records, name):
     return [json.loads(line) for line in lines]
 
 
-def test_tables_match_an_independent_numpy_computation(committed, tmp_path):
+def test_tables_match_an_independent_numpy_computation(committed, tmp_path, digits):
+    images = digits[2]
+    asked = []
+
+    def load_images(dataset, split):
+        asked.append((dataset, split))
+        return images
+
     t = rep.write_tables(committed, markdown=tmp_path / "r.md", figures=tmp_path / "fig",
-                         snippet=tmp_path / "snippet.md")  # fmt: skip
+                         snippet=tmp_path / "snippet.md", load_images=load_images)  # fmt: skip
+    assert set(asked) == {("digits", "test")}
     de = {r["index"]: r for r in _raw(committed, "allconv-d1-paper")}
     rnd = {r["index"]: r for r in _raw(committed, "allconv-d1-random")}
     assert len(de) == 12 and len(rnd) == 10
@@ -412,7 +420,9 @@ def test_tables_match_an_independent_numpy_computation(committed, tmp_path):
     assert f"{100 * k / n:.2f} % [{100 * lo:.2f}, {100 * hi:.2f}] ({k}/{n})" in text
     snippet = (tmp_path / "snippet.md").read_text()
     assert snippet.startswith("| network (width 0.25) |") and "| AllConv | 12 |" in snippet
+    # fmt: skip
     assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == [
+        "allconv-1px-examples.png", "allconv-1px-fitness.png", "allconv-3px-examples.png",
         "allconv-all-targets-class-pairs.png", "allconv-all-targets-target-counts.png",
         "de-vs-random.png",
     ]  # fmt: skip

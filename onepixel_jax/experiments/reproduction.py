@@ -39,6 +39,7 @@ import hashlib
 import json
 import math
 import shlex
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -869,9 +870,69 @@ def markdown_blocks(t: dict[str, Any]) -> dict[str, str]:
     return blocks
 
 
-def write_figures(t: dict[str, Any], folder: str | Path) -> list[Path]:
+# Figures drawn from single cells: (cell, kind, file, title).
+CELL_FIGURES = (
+    ("allconv-d1-paper", "examples", "allconv-1px-examples.png", "AllConv, 1 pixel (paper's DE)"),
+    ("nin-d1-paper", "examples", "nin-1px-examples.png", "NiN, 1 pixel (paper's DE)"),
+    ("vgg16-d1-paper", "examples", "vgg16-1px-examples.png", "VGG16, 1 pixel (paper's DE)"),
+    ("allconv-d3-paper", "examples", "allconv-3px-examples.png", "AllConv, 3 pixels"),
+    ("allconv-d1-paper", "fitness", "allconv-1px-fitness.png", "AllConv, 1 pixel"),
+    ("nin-d1-paper", "fitness", "nin-1px-fitness.png", "NiN, 1 pixel"),
+    ("vgg16-d1-paper", "fitness", "vgg16-1px-fitness.png", "VGG16, 1 pixel"),
+)  # fmt: skip
+
+
+def _cell_figures(records: Path, folder: Path, load_images: Callable | None) -> list[Path]:
+    """The examples (clean and adversarial images; the clean images come from the dataset,
+    ``load_images(dataset, split)``) and fitness curves (Fig. 10: the probability of the true
+    class per generation, first 50 attacks) of :data:`CELL_FIGURES`."""
+    from onepixel_jax.experiments import plots
+
+    written = []
+    images_of: dict[tuple[str, str], np.ndarray] = {}
+    for name, kind, file, title in CELL_FIGURES:
+        if not run_folder.has_run_info(records / name):
+            continue
+        info, recs = load_cell(records / name)
+        recs = sorted(recs, key=lambda r: int(r["index"]))
+        if not recs:
+            continue
+        path = folder / file
+        if kind == "fitness":
+            curves = np.array([r["fitness"] for r in recs[: plots.MAX_CURVES]], np.float64)
+            what = f"{title}: best fitness of the first {len(curves)} attacks"
+            plots.plot_fitness(curves, curves.mean(axis=0), path, "p(true class)", what)
+            written.append(path)
+            continue
+        if load_images is None:
+            continue
+        where = (info["config"]["dataset"], info["config"]["split"])
+        if where not in images_of:
+            try:
+                images_of[where] = np.asarray(load_images(*where))
+            except UsageError as exc:
+                print(f"{file} not drawn: {exc}", file=sys.stderr)
+                continue
+        chosen = [r for r in recs if r["success"]][: plots.MAX_EXAMPLES]
+        dataset_index = dataset_indices(info, [r["index"] for r in chosen])
+        images = {
+            r["index"]: images_of[where][i] for r, i in zip(chosen, dataset_index, strict=True)
+        }
+        plots.plot_examples(chosen, images, plots.class_names(info), path,
+                            f"{title}: the first fooled images")  # fmt: skip
+        written.append(path)
+    return written
+
+
+def write_figures(
+    t: dict[str, Any],
+    folder: str | Path,
+    records: str | Path | None = None,
+    load_images: Callable | None = None,
+) -> list[Path]:
     """The figures of docs/reproduction.md into ``folder``: targets reached per image and
-    class pairs of each all-targets cell, and DE against random search with Wilson intervals."""
+    class pairs of each all-targets cell, DE against random search with Wilson intervals, and
+    with ``records`` the examples and fitness curves of :data:`CELL_FIGURES`."""
     from onepixel_jax.experiments import plots
 
     folder = Path(folder)
@@ -913,6 +974,8 @@ def write_figures(t: dict[str, Any], folder: str | Path) -> list[Path]:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
+    if records is not None:
+        written += _cell_figures(Path(records), folder, load_images)
     return written
 
 
@@ -938,10 +1001,13 @@ def write_tables(
     markdown: str | Path | None = None,
     figures: str | Path | None = None,
     snippet: str | Path | None = None,
+    load_images: Callable | None = None,
 ) -> dict[str, Any]:
     """Regenerate the tables from ``records``: the marked blocks of the Markdown file
     ``markdown`` (printed when None), the figures into ``figures``, the README table into
-    ``snippet``; ``tables.json`` (every figure) next to the records. Returns the figures."""
+    ``snippet``; ``tables.json`` (every figure) next to the records. ``load_images(dataset,
+    split)``: the clean images of the example figures (default: the dataset loader; examples
+    are left out where the data is missing). Returns the figures."""
     t = compute_tables(records)
     blocks = markdown_blocks(t)
     write_json_atomic(Path(records) / "tables.json", _jsonable(t))
@@ -957,7 +1023,9 @@ def write_tables(
     else:
         print("\n\n".join(blocks.values()))
     if figures is not None:
-        write_figures(t, figures)
+        if load_images is None:
+            load_images = lambda d, s: inputs.load_dataset(d, s)[0]  # noqa: E731
+        write_figures(t, figures, records, load_images)
     if snippet is not None:
         write_bytes_atomic(Path(snippet), (blocks["readme"] + "\n").encode("utf-8"))
     return t
