@@ -426,6 +426,9 @@ def test_tables_match_an_independent_numpy_computation(committed, tmp_path, digi
         "allconv-all-targets-class-pairs.png", "allconv-all-targets-target-counts.png",
         "de-vs-random.png",
     ]  # fmt: skip
+    # the figure blocks link the figures that exist, relative to the Markdown file
+    assert "![AllConv, 1 pixel: examples](fig/allconv-1px-examples.png)" in text
+    assert "nin-1px-examples.png" not in text
     saved = json.loads((committed / "tables.json").read_text())
     assert saved["vii"][0]["a_only"] == vii["a_only"]
 

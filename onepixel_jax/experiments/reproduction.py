@@ -556,6 +556,8 @@ def compute_tables(records: str | Path) -> dict[str, Any]:
     for name, c in CELLS.items():
         if run_folder.has_run_info(records / name):
             info, recs = load_cell(records / name)
+            if not recs:  # started, nothing finished yet
+                continue
             info_of[name] = info
             cells[name] = (_arrays(recs, c.mode == "all-targets"), info)
     clean = (
@@ -979,6 +981,52 @@ def write_figures(
     return written
 
 
+# The figures of each figure block of docs/reproduction.md: (file, alt text); a block shows
+# those that exist.
+FIGURE_BLOCKS = {
+    "fig-viii": (
+        ("allconv-all-targets-target-counts.png", "AllConv, all targets: target classes per image"),
+        ("allconv-all-targets-class-pairs.png", "AllConv, all targets: class pairs"),
+        ("nin-all-targets-target-counts.png", "NiN, all targets: target classes per image"),
+        ("nin-all-targets-class-pairs.png", "NiN, all targets: class pairs"),
+        ("vgg16-all-targets-target-counts.png", "VGG16, all targets: target classes per image"),
+        ("vgg16-all-targets-class-pairs.png", "VGG16, all targets: class pairs"),
+        ("allconv-1px-examples.png", "AllConv, 1 pixel: examples"),
+        ("nin-1px-examples.png", "NiN, 1 pixel: examples"),
+        ("vgg16-1px-examples.png", "VGG16, 1 pixel: examples"),
+        ("allconv-1px-fitness.png", "AllConv, 1 pixel: fitness curves"),
+        ("nin-1px-fitness.png", "NiN, 1 pixel: fitness curves"),
+        ("vgg16-1px-fitness.png", "VGG16, 1 pixel: fitness curves"),
+    ),
+    "fig-vii": (("de-vs-random.png", "DE against random search"),),
+    "fig-v": (("allconv-3px-examples.png", "AllConv, 3 pixels: examples"),),
+}  # fmt: skip
+
+
+def figure_blocks(folder: str | Path, relative_to: str | Path) -> dict[str, str]:
+    """Markdown of :data:`FIGURE_BLOCKS`: the figures present in ``folder``, linked relative
+    to the folder ``relative_to`` (the Markdown file's), two per row."""
+    import os
+
+    out = {}
+    for name, figures in FIGURE_BLOCKS.items():
+        rel = os.path.relpath(folder, relative_to)
+        present = [
+            f"![{alt}]({rel}/{file})" for file, alt in figures if (Path(folder) / file).exists()
+        ]
+        if not present:
+            out[name] = "(no figure yet: its cell has not run)"
+        elif len(present) == 1:
+            out[name] = present[0]
+        else:
+            rows = ["| | |", "|---|---|"]
+            for i in range(0, len(present), 2):
+                pair = present[i : i + 2] + [""] * (2 - len(present[i : i + 2]))
+                rows.append(f"| {pair[0]} | {pair[1]} |")
+            out[name] = "\n".join(rows)
+    return out
+
+
 BEGIN = "<!-- generated: {name} -->"
 END = "<!-- /generated: {name} -->"
 
@@ -1011,6 +1059,12 @@ def write_tables(
     t = compute_tables(records)
     blocks = markdown_blocks(t)
     write_json_atomic(Path(records) / "tables.json", _jsonable(t))
+    if figures is not None:
+        if load_images is None:
+            load_images = lambda d, s: inputs.load_dataset(d, s)[0]  # noqa: E731
+        write_figures(t, figures, records, load_images)
+        if markdown is not None:
+            blocks.update(figure_blocks(figures, Path(markdown).parent))
     if markdown is not None:
         path = Path(markdown)
         if path.exists():
@@ -1022,10 +1076,6 @@ def write_tables(
         write_bytes_atomic(path, fill_blocks(text, blocks).encode("utf-8"))
     else:
         print("\n\n".join(blocks.values()))
-    if figures is not None:
-        if load_images is None:
-            load_images = lambda d, s: inputs.load_dataset(d, s)[0]  # noqa: E731
-        write_figures(t, figures, records, load_images)
     if snippet is not None:
         write_bytes_atomic(Path(snippet), (blocks["readme"] + "\n").encode("utf-8"))
     return t
