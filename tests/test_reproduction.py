@@ -166,6 +166,8 @@ def test_reproduce_run_resumes_grows_and_restores_without_duplicates(tmp_path, d
     assert sorted(p.name for p in (records / "tiny").iterdir()) == ["results.jsonl.gz", "run.json"]
     shutil.rmtree(root)
     argv[argv.index("--records") + 1] = str(records)
+    assert main([*argv, "--n-images", "5", "--shard", "0/2"]) == 2  # shares do not restore
+    assert not root.exists()
     assert main([*argv, "--n-images", "5"]) == 0
     assert _records(out) == grown  # restored, nothing attacked again
     assert main([*argv, "--n-images", "6"]) == 0

@@ -322,6 +322,12 @@ def run_cell(
     out = Path(root) / cell_.name
     if records is not None and shard is None:
         restore(cell_.name, records, root)
+    elif records is not None and not run_folder.has_run_info(out):
+        if run_folder.has_run_info(Path(records) / cell_.name):
+            raise UsageError(
+                f"{out} does not exist but {Path(records) / cell_.name} holds its committed "
+                "records: run the cell once without --shard to start from them"
+            )
     selection = selection_info(cell_, len(images))
     _check_resumes(out, cell_.describe(), selection)
     order = seeded_order(len(images), cell_.selection_seed)
