@@ -133,28 +133,25 @@ def check_sweep(config, predict_fn: Callable, card: Mapping, images, labels, bat
 
 
 def _load_model(name: str, torch_arch: str | None = None) -> tuple[Callable, Mapping]:
+    """The command line's view of :func:`onepixel_jax.targets.host.load_target` (the one
+    model resolver: zoo names and folders, ONNX, PyTorch): its errors as one-line
+    UsageErrors, with the known names for an unknown one."""
     from onepixel_jax import zoo
+    from onepixel_jax.targets.host import MODEL_FILE_SUFFIXES, load_target
 
     if not isinstance(name, str) or not name:
         raise UsageError(f"model must be a checkpoint name or folder, got {name!r}")
-    if name.lower().endswith((".onnx", ".pt2", ".pt", ".pth")) or torch_arch is not None:
-        from onepixel_jax.targets.host import load_target
-
-        if not os.path.isfile(name):
-            raise UsageError(f"model file {name!r} does not exist")
-        try:
-            return load_target(name, torch_arch=torch_arch)
-        except (ValueError, TypeError, ImportError, OSError) as exc:
-            raise UsageError(f"cannot load model {name!r}: {one_line(exc)}") from exc
-    known = list(zoo.list_models())
-    if not os.path.exists(name) and name not in known:
-        hint = ", ".join(known) if known else "none installed"
-        raise UsageError(f"unknown model {name!r} (available: {hint}; see onepixel models)")
+    is_file = name.lower().endswith(MODEL_FILE_SUFFIXES) or torch_arch is not None
+    if is_file and not os.path.isfile(name):
+        raise UsageError(f"model file {name!r} does not exist")
+    if not is_file and not os.path.exists(name) and name not in zoo.list_models():
+        known = ", ".join(zoo.list_models()) or "none installed"
+        raise UsageError(f"unknown model {name!r} (available: {known}; see onepixel models)")
     try:
-        return zoo.load(name)
+        return load_target(name, torch_arch=torch_arch)
     except DamagedFileError:
         raise
-    except (ValueError, OSError) as exc:
+    except (ValueError, TypeError, ImportError, OSError) as exc:
         raise UsageError(f"cannot load model {name!r}: {one_line(exc)}") from exc
 
 

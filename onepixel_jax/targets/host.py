@@ -43,6 +43,7 @@ import numpy as np
 OUTPUTS = ("probs", "logits")
 # Saved PyTorch models load_target opens: torch.export archives, state dicts (--torch-arch).
 TORCH_SUFFIXES = (".pt2", ".pt", ".pth")
+MODEL_FILE_SUFFIXES = (".onnx", *TORCH_SUFFIXES)  # model files (not zoo names or folders)
 LAYOUTS = ("NHWC", "NCHW")
 INPUT_DTYPES = ("float32", "uint8", "float16", "float64")
 
