@@ -626,7 +626,7 @@ def run_sweep(
     _check_inputs(config, images, labels, card)
     config = _with_chunk_size(config, out, images, labels, card, class_names)
     check_resume(out, config, _model_sha(card))  # another run's folder: refused untouched
-    with RunFolderLock(out, shard):  # one writer per folder, or per share (issue #24)
+    with RunFolderLock(out, shard):  # one writer per folder, or per share
         return _locked_sweep(
             config, out, predict_fn, images, labels, card, class_names, data_dir,
             batch_size, attack_fn, progress, shard, command, run_info, record_fields,
