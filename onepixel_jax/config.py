@@ -1,6 +1,6 @@
 """``AttackConfig``: the settings of a few-pixel attack by name, and the thin layer that turns
 them into the objects the engine receives (:meth:`AttackConfig.method`,
-:meth:`AttackConfig.objective`, :meth:`AttackConfig.schedule`).
+:meth:`AttackConfig.objective_for`, :meth:`AttackConfig.schedule`).
 
 ``opj.attack(key, predict_fn, images, labels, AttackConfig(...))`` is the everyday entry;
 :func:`onepixel_jax.runner.run` takes the built objects directly (a strategy from

@@ -15,7 +15,8 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-# Candidates per model call that run fastest per image on a CPU (benchmarks/bench_call_size.py),
+# Candidates per model call on a CPU: larger calls are not faster per image there
+# (benchmarks/bench_call_size.py; on a loaded machine smaller calls were sometimes faster),
 # and the input values per model call aimed at on accelerators.
 CPU_CALL_SIZE = 512
 ACCELERATOR_CALL_VALUES = 2**26

@@ -1,10 +1,13 @@
 """Live progress of an attack: images done, evaluations per second, ETA.
 
-The compiled loop reports once per generation through ``jax.debug.callback`` with a *channel*
-number it receives as data (:func:`open_channel`); the callback forwards to the reporter
-registered under that number. Two attacks running at once (threads) have two channels, so
-their reports never cross, and the channel number being data keeps it out of the compiled
-program (a new reporter does not recompile).
+On one device the loop runs in segments of generations and the caller reports between them
+(:func:`onepixel_jax.engine.evolve_in_segments`: no host callback inside the compiled loop, so
+the persistent compilation cache can keep it). The sharded loop reports once per generation
+through ``jax.debug.callback`` with a *channel* number it receives as data
+(:func:`open_channel`); the callback forwards to the reporter registered under that number.
+Two attacks running at once (threads) have two channels, so their reports never cross, and
+the channel number being data keeps it out of the compiled program (a new reporter does not
+recompile).
 
 :class:`ProgressReporter` prints one line per update on stderr: an updating line (carriage
 return) on a terminal, plain lines at most every ``plain_interval`` seconds otherwise (batch

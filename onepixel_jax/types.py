@@ -9,7 +9,8 @@ targeted, ``1 - p_target``. NaN counts as the worst value (``+inf``).
   contract, packaged the optax way). Shapes are per image; the engine ``vmap``s over images.
 - :class:`Target`: evaluates candidate pixel tuples on their images (the default patches the
   pixels in and calls a ``PredictFn``; an incremental or host-side evaluator plugs in here).
-- :class:`Objective`: turns probabilities into fitness, success and the stop decision.
+- the objective (fitness, success, stop, the stall rule) is
+  :class:`onepixel_jax.objective.Objective`, built from criteria.
 """
 
 from __future__ import annotations
@@ -58,18 +59,10 @@ class Target(NamedTuple):
       prepare: ``prepare(images (S, H, W, C)) -> cache``: per-slot data computed once when an
         image enters a slot (for instance clean activations); may return ``()``.
       evaluate: ``evaluate(cache, images (S, H, W, C), pixels (S, P, d, 2 + C) int32) ->
-        probs (S, P, K)``: probabilities of every candidate applied to its slot's image.
+        outputs``: the probabilities ``(S, P, K)`` of every candidate applied to its slot's
+        image, or a mapping with ``"probs"`` and whatever else the target observes (a
+        detector's score ``(S, P)``, say) for the objective's criteria.
     """
 
     prepare: Callable[[jax.Array], PyTree]
     evaluate: Callable[[PyTree, jax.Array, jax.Array], jax.Array]
-
-
-class Objective(NamedTuple):
-    """``score(probs (..., K), label (...), target (...)) -> (fitness, success, stop)``.
-
-    ``fitness`` float32, lower is better (NaN already mapped to +inf); ``success`` and
-    ``stop`` bool, broadcast like ``label``.
-    """
-
-    score: Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array, jax.Array]]

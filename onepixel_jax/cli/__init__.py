@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from onepixel_jax import compile_cache
@@ -69,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         compile_cache.enable()  # compiled programs reused by the next process
         code = run_command(f"onepixel {args.command}", args.func, args)
+    except BrokenPipeError:  # `onepixel models | head`: the reader left; not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 0
     except KeyboardInterrupt:  # before the command started (while importing)
         print("onepixel: interrupted", file=sys.stderr)
         code = 130

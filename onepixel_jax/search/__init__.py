@@ -6,7 +6,8 @@ Each strategy lives in its own module (its ask/tell functions and one
 - ``"de"``: differential evolution; the defaults are the paper's DE/rand/1, F = 0.5, no
   crossover, colours from N(128, 127). Settings: ``F``, ``crossover``, ``mutation``
   (``rand1``, ``best1``, ``current_to_best1``, ``rand2``), ``sampler``, ``dither``.
-- ``"paper"``: the paper's DE exactly; it takes no settings.
+- ``"paper"``: the paper's DE as its text says (strict selection); its one setting is
+  ``bounds`` (out-of-range mutants ``"redraw"``, SciPy's rule, by default, or ``"clip"``).
 - ``"random"``: the paper's random baseline (fresh draws from the initial ``sampler``).
 - ``"jade"``, ``"sparse-rs"``, ``"corner-scan"`` (setting ``probe``), ``"grid-scan"``
   (setting ``levels``), ``"cma-es"`` (with evosax) and ``"fast"`` (the corner scan at d = 1,
