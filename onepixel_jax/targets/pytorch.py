@@ -93,8 +93,6 @@ class TorchTarget:
         *,
         mode: str = "auto",
         reference: Any = None,
-        run: Callable[[np.ndarray], np.ndarray] | None = None,
-        detect_output: bool = False,
     ) -> None:
         if mode not in ("auto", "jax"):
             raise ValueError(f"mode must be 'auto' or 'jax' for a TorchTarget, got {mode!r}")
@@ -102,8 +100,8 @@ class TorchTarget:
         self.host = host
         self.mode = mode
         self.name = host.name
-        self._run = run or host.host_fn
-        self._detect_output = detect_output
+        self._run = host.host_fn  # the module on a prepared NumPy batch
+        self._detect_output = False  # set by settle(): read the output kind off the module
         self._conversions: dict[tuple[int, ...], _Conversion] = {}
         self._reference: tuple[tuple[int, ...], np.ndarray, np.ndarray] | None = None
         if reference is not None:
@@ -240,7 +238,8 @@ class TorchTarget:
         try:
             program = self._export(x)
             fn = aten.to_jax(program)
-            got = np.asarray(fn(jnp.asarray(self.host.prepare(jnp.asarray(pixels)))))
+            # One compilation for the check (op by op, a first call compiles each operation).
+            got = np.asarray(jax.jit(fn)(self.host.prepare(jnp.asarray(pixels))))
         except aten.UnsupportedOperator as err:
             reason = str(err)
         except Exception as err:  # torch.export's own errors are of many types
