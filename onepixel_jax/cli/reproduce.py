@@ -8,11 +8,11 @@
   onepixel reproduce snapshot [--root DIR] [--records DIR]
   onepixel reproduce tables [--records DIR] [--markdown FILE] [--figures DIR] [--snippet FILE]
 
-``run`` runs the cells (each one run folder under --root; all of them, in order, without
+run runs the cells (each one run folder under --root; all of them, in order, without
 --cell) at the paper's scale or at --n-images; running it again resumes, a larger --n-images
 grows the same folders, --shard I/N runs one share of a cell's chunks. A cell that --root
-lacks starts from its committed records (--records). ``snapshot`` copies run.json and the
-records (gzip) of every cell to --records; ``tables`` regenerates the tables and figures from
+lacks starts from its committed records (--records). snapshot copies run.json and the
+records (gzip) of every cell to --records; tables regenerates the tables and figures from
 them. The cells and tables are onepixel_jax.experiments.reproduction.
 """
 
