@@ -20,14 +20,26 @@ from onepixel_jax import data
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def _shared(name: str) -> Path:
+    """The shared data directory holding dataset folder ``name``; a missing folder is a
+    failure under CI=true, else a skip naming only what is missing."""
+    if not (SHARED / name).is_dir():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but {SHARED / name} is missing")
+        pytest.skip(f"{name} not found in the shared data at {SHARED}")
+    return SHARED
+
+
 @pytest.fixture(scope="module")
 def shared_dir() -> Path:
-    """The shared data directory; missing is a failure under CI=true, else a skip."""
-    if not (SHARED / "cifar10").is_dir() or not (SHARED / "mnist").is_dir():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true but the shared data directory {SHARED} is missing")
-        pytest.skip(f"shared data not found at {SHARED}")
-    return SHARED
+    """The shared data directory with CIFAR-10 in it."""
+    return _shared("cifar10")
+
+
+@pytest.fixture(scope="module")
+def mnist_dir() -> Path:
+    """The shared data directory with MNIST in it."""
+    return _shared("mnist")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,20 +74,19 @@ def test_cifar10_jpeg_full_test(shared_dir):
     np.testing.assert_allclose(x.reshape(-1, 3).mean(axis=0), [125.99, 123.69, 114.85], atol=0.5)
 
 
-def test_mnist(shared_dir):
-    x, y, classes = data.load("mnist", "test", data_dir=shared_dir)
+def test_mnist(mnist_dir):
+    x, y, classes = data.load("mnist", "test", data_dir=mnist_dir)
     assert x.shape == (10000, 28, 28, 1) and x.dtype == np.uint8 and y.dtype == np.int32
     assert classes == [str(i) for i in range(10)]
     assert np.bincount(y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-    xt, yt, _ = data.load("mnist", "train", data_dir=shared_dir)
+    xt, yt, _ = data.load("mnist", "train", data_dir=mnist_dir)
     assert xt.shape == (60000, 28, 28, 1)
     assert np.bincount(yt).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
     assert abs(xt.mean() / 255 - 0.1306604763) < 1e-6
 
 
-def test_imagenet_sample(shared_dir):
-    if not (shared_dir / "imagenet_sample").is_dir():
-        pytest.skip("no imagenet_sample in the shared data")
+def test_imagenet_sample():
+    shared_dir = _shared("imagenet_sample")
     x, y, names = data.load("imagenet-sample", "test", data_dir=shared_dir, limit=5)
     assert x.shape == (5, 227, 227, 3) and x.dtype == np.uint8
     assert y.tolist() == [0, 10, 20, 30, 40]
