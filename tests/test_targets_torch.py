@@ -184,28 +184,44 @@ def test_aten_table_matches_torch_on_many_operators(jit):
     np.testing.assert_allclose(got, want, atol=2e-6, rtol=0)
 
 
-def test_pooling_geometry_matches_torch():
+_F = nn.functional
+POOLS = {
+    "max-ceil": lambda t: _F.max_pool2d(t, 3, 2, 1, ceil_mode=True),
+    "max-dilated": lambda t: _F.max_pool2d(t, 2, 2, 0, dilation=2),
+    "avg-ceil": lambda t: _F.avg_pool2d(t, 3, 2, 1, ceil_mode=True, count_include_pad=True),
+    "avg-no-pad-count": lambda t: _F.avg_pool2d(t, 4, 3, 2, True, count_include_pad=False),
+    "avg-divisor": lambda t: _F.avg_pool2d(t, 3, 1, 1, divisor_override=2),
+    "adaptive-4x3": lambda t: _F.adaptive_avg_pool2d(t, (4, 3)),
+    # Asymmetric kernels, strides and padding per axis.
+    "max-asymmetric": lambda t: _F.max_pool2d(t, (2, 3), (1, 2), (1, 0)),
+    "avg-asymmetric": lambda t: _F.avg_pool2d(t, (3, 1), (2, 1), (1, 0), True, False),
+    # One-element lists: the graph keeps them as given, the geometry is the input's.
+    "max-list-of-one": lambda t: _F.max_pool2d(t, [3], [2], [1]),
+    "avg-list-of-one": lambda t: _F.avg_pool2d(t, [3], [2], [1]),
+    # 1-D pooling (exported as 2-D pooling over a unit axis) and 3-D pooling.
+    "max-1d": lambda t: _F.max_pool1d(t.flatten(2), 3, 2, 1),
+    "avg-1d": lambda t: _F.avg_pool1d(t.flatten(2), 4, 3, 1, ceil_mode=True),
+    "adaptive-1d": lambda t: _F.adaptive_avg_pool1d(t.flatten(2), 7),
+    "max-3d": lambda t: _F.max_pool3d(t[:, None], [2], [1], [1]),
+    "avg-3d": lambda t: _F.avg_pool3d(t[:, None], [2], [1], [1]),
+    "avg-3d-asymmetric": lambda t: _F.avg_pool3d(t[:, None], 2, (1, 2, 3), 1, False, False),
+    "adaptive-3d": lambda t: _F.adaptive_avg_pool3d(t[:, None], (2, 3, 3)),
+}
+
+
+@pytest.mark.parametrize("name", list(POOLS))
+def test_pooling_geometry_matches_torch(name):
+    class Pool(nn.Module):
+        def forward(self, t):
+            return POOLS[name](t).flatten(1)
+
     x = torch.rand(2, 3, 9, 10)
-    cases = [
-        lambda t: nn.functional.max_pool2d(t, 3, 2, 1, ceil_mode=True),
-        lambda t: nn.functional.max_pool2d(t, 2, 2, 0, dilation=2),
-        lambda t: nn.functional.avg_pool2d(t, 3, 2, 1, ceil_mode=True, count_include_pad=True),
-        lambda t: nn.functional.avg_pool2d(t, 4, 3, 2, ceil_mode=True, count_include_pad=False),
-        lambda t: nn.functional.avg_pool2d(t, 3, 1, 1, divisor_override=2),
-        lambda t: nn.functional.adaptive_avg_pool2d(t, (4, 3)),
-    ]
-    for i, op in enumerate(cases):
-
-        class Pool(nn.Module):
-            def forward(self, t, op=op):
-                return op(t).flatten(1)
-
-        fn = aten.to_jax(aten.export(Pool().eval(), x))
-        with torch.no_grad():
-            want = Pool()(x).numpy()
-        np.testing.assert_allclose(
-            np.asarray(fn(jnp.asarray(x.numpy()))), want, atol=1e-6, err_msg=str(i)
-        )
+    fn = aten.to_jax(aten.export(Pool().eval(), x))
+    with torch.no_grad():
+        want = Pool()(x).numpy()
+    got = np.asarray(fn(jnp.asarray(x.numpy())))
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
 
 
 # --------------------------------------------------------------------------------------

@@ -437,7 +437,8 @@ def _pool_geometry(n, k, s, p, d, ceil_mode):
 
 
 def _pool_args(x, kernel, stride, padding, dilation=1):
-    nsp = len(kernel) if isinstance(kernel, list | tuple) and len(kernel) > 1 else 2
+    """The pooling's spatial axes (all after batch and channel) and its per-axis geometry."""
+    nsp = x.ndim - 2
     k = _seq(kernel, nsp)
     s = _seq(stride, nsp) if stride not in (None, [], ()) else k
     return nsp, k, s, _seq(padding, nsp), _seq(dilation, nsp)
@@ -446,8 +447,6 @@ def _pool_args(x, kernel, stride, padding, dilation=1):
 @_op("max_pool2d_with_indices", "max_pool2d", "max_pool3d_with_indices", "max_pool3d")
 def _max_pool(x, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
     nsp, k, s, p, d = _pool_args(x, kernel_size, stride, padding, dilation)
-    if nsp == 2 and x.ndim == 5:
-        nsp = 3
     lead = x.ndim - nsp
     pads = []
     for i in range(nsp):
@@ -487,11 +486,7 @@ def _avg_pool(
     count_include_pad=True,
     divisor_override=None,
 ):
-    nsp = len(kernel_size) if isinstance(kernel_size, list | tuple) else x.ndim - 2
-    nsp = max(nsp, 1)
-    k = _seq(kernel_size, nsp)
-    s = _seq(stride, nsp) if stride not in (None, [], ()) else k
-    p = _seq(padding, nsp)
+    nsp, k, s, p, _ = _pool_args(x, kernel_size, stride, padding)
     lead = x.ndim - nsp
     pads, counts = [], []
     for i in range(nsp):
