@@ -35,7 +35,9 @@ def test_presets_name_their_strategy_settings_and_budget():
     cfg = methods.attack_config("corner-scan-random")
     assert cfg.options == (("probe", "random"),) and cfg.budget == 128 * 315
     assert methods.attack_config("fast-nostall").stall == 0
-    assert methods.attack_config("fast").stall == 32  # the strategy's own rule at d = 1
+    from onepixel_jax.search.fast import fast_stall
+
+    assert methods.attack_config("fast").stall == fast_stall(1)  # the strategy's own rule
     assert methods.attack_config("de-rand1-margin").objective == "margin"
     assert methods.attack_config("jade").budget == 40_400  # a strategy at its defaults
     # the caller's budget replaces the preset's, the settings stay

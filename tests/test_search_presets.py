@@ -66,9 +66,14 @@ def test_the_paper_preset_sets_both_strict_selection_and_redraw():
 
 def test_config_defaults_and_errors():
     assert (opj.AttackConfig().popsize, opj.AttackConfig().max_iters) == (400, 100)
+    from onepixel_jax.search.fast import setting
+
     fast = opj.AttackConfig(strategy="fast")
-    assert fast.budget <= 40_400 and fast.popsize == 64 and fast.stall == 32
-    assert opj.AttackConfig(strategy="fast", pixels=3).stall == 64  # Sparse-RS: longer
+    one, three = setting(1), setting(3)
+    assert fast.budget <= 40_400 and fast.popsize == 64
+    assert fast.stall == one.stall > one.switch  # given up only after the colour phase
+    fast3 = opj.AttackConfig(strategy="fast", pixels=3)
+    assert fast3.stall == 0 and fast3.budget == three.budget < 40_400  # Sparse-RS: a budget
     assert opj.AttackConfig(strategy="jade", popsize=200).budget == 40_400
     with pytest.raises(ValueError, match="options: strategy 'de' has no option 'levels'"):
         opj.AttackConfig(options=(("levels", 3),))
@@ -103,24 +108,26 @@ def flat_ish(batch):
 
 
 def test_fast_builds_the_corner_scan_at_d1_and_sparse_rs_beyond():
+    """fast's search phase is the corner scan (d = 1) or one-chain Sparse-RS (d > 1): its
+    first candidates are theirs, under the same key."""
     from onepixel_jax import search
     from onepixel_jax.search.corner_scan import corner_scan
+    from onepixel_jax.search.fast import setting
     from onepixel_jax.search.sparse_rs import sparse_rs
 
     image = jnp.asarray(np.random.default_rng(0).integers(0, 256, (6, 6, 3)), jnp.float32)
     key = jax.random.key(1)
     one = search.make("fast", pixels=1)
-    space1 = one.space(6, 6, 3)
     fast1 = one.build(6, 6, 3)
-    assert fast1.image_aware and one.popsize == 64 and one.stall == 32
+    assert fast1.image_aware and one.popsize == 64
     np.testing.assert_array_equal(
-        np.asarray(fast1.initial(key, (), image)),
-        np.asarray(corner_scan(space1).initial(key, (), image)),
+        np.asarray(fast1.initial(key, one.params, image)),
+        np.asarray(corner_scan(one.space(6, 6, 3)).initial(key, (), image)),
     )
     three = search.make("fast", pixels=3)
     fast3 = three.build(6, 6, 3)
-    assert not fast3.image_aware and three.stall == 64
+    assert fast3.image_aware and setting(3).chains == 1
     np.testing.assert_array_equal(
-        np.asarray(fast3.initial(key, ())),
-        np.asarray(sparse_rs(three.space(6, 6, 3)).initial(key, ())),
+        np.asarray(fast3.initial(key, three.params, image)),
+        np.asarray(sparse_rs(three.space(6, 6, 3), chains=1).initial(key, (), image)),
     )

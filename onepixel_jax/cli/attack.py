@@ -61,7 +61,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--n-images", type=errors.int_at_least(1), default=100, help="images (default: 100)"
     )
     p.add_argument(
-        "--pixels", type=errors.int_at_least(1), default=1, help="perturbed pixels d (default: 1)"
+        "--pixels",
+        type=pixels_arg,
+        default=None,
+        help="perturbed pixels d (default: 1); a strictly growing list such as 1,2,3,5,10,20 "
+        "attacks each image with growing d until it is fooled (the L0 curve, docs/search.md)",
+    )
+    p.add_argument(
+        "--protocol",
+        default=None,
+        metavar="NAME",
+        type=protocol_arg,
+        help="a named L0 protocol instead of --pixels, --strategy and --max-queries: "
+        "sparse-k20 (Sparse-RS as published, 20 pixels, 10,000 queries) or fast-ladder",
     )
     p.add_argument(
         "--mode",
@@ -195,6 +207,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def pixels_arg(text: str) -> int | tuple[int, ...]:
+    """The ``--pixels`` argument type: one count, or a strictly growing comma list (a ladder)."""
+    from onepixel_jax.experiments import l0
+
+    if "," not in text:
+        return errors.int_at_least(1)(text)
+    try:
+        return l0.parse_pixels(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def protocol_arg(text: str) -> str:
+    """The ``--protocol`` argument type: a name of ``l0.PROTOCOLS``."""
+    from onepixel_jax.experiments import l0
+
+    if text not in l0.PROTOCOLS:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(l0.PROTOCOLS)}, got {text!r}")
+    return text
+
+
 def shard_arg(text: str) -> tuple[int, int]:
     """The ``--shard I/N`` argument type: ``(I, N)`` with ``0 <= I < N``."""
     i, sep, n = text.partition("/")
@@ -254,7 +287,7 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
         from onepixel_jax.experiments import methods as methods_lib
 
         try:
-            own = methods_lib.get(args.strategy).attack_config(pixels=1)
+            own = methods_lib.get(args.strategy).attack_config(pixels=args.pixels or 1)
         except (ValueError, TypeError) as exc:
             raise UsageError(f"--strategy {args.strategy}: {exc}") from None
         if popsize is None and max_iters is None:
@@ -263,7 +296,7 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
         if max_iters is None:
             try:
                 max_iters = methods_lib.attack_config(
-                    args.strategy, budget=(popsize, None)
+                    args.strategy, pixels=args.pixels or 1, budget=(popsize, None)
                 ).max_iters
             except (ValueError, TypeError) as exc:
                 raise UsageError(f"--strategy {args.strategy}: {exc}") from None
@@ -273,7 +306,7 @@ def config_from_args(args: argparse.Namespace) -> SweepConfig:
             dataset=args.dataset,
             split=args.split,
             n_images=args.n_images,
-            pixels=args.pixels,
+            pixels=1 if args.pixels is None else args.pixels,
             mode=args.mode,
             popsize=popsize,
             max_iters=max_iters,
@@ -435,7 +468,103 @@ def _attack_on(devices: list):
     return functools.partial(opj.attack, mesh=devices)
 
 
+# --------------------------------------------------------------------------------------
+# The L0 ladder: --pixels 1,2,3,5,10,20 or --protocol NAME (onepixel_jax.experiments.l0)
+
+
+def is_ladder(args: argparse.Namespace) -> bool:
+    return isinstance(args.pixels, tuple) or getattr(args, "protocol", None) is not None
+
+
+def l0_config_from_args(args: argparse.Namespace):
+    """The :class:`~onepixel_jax.experiments.l0.L0Config` of a ladder's arguments."""
+    from onepixel_jax.experiments import l0
+
+    refused = [
+        ("--baseline", [b for b in args.baseline or () if b != "none"]),
+        ("--popsize", args.popsize is not None),
+        ("--max-iters", args.max_iters is not None),
+        ("--own-budgets", args.own_budgets),
+        ("--shared-keys", args.shared_keys),
+        ("--threshold", args.threshold is not None),
+        ("--shard", args.shard is not None),
+        ("--distributed", args.distributed or args.coordinator_address is not None),
+    ]
+    for flag, given in refused:
+        if given:
+            raise UsageError(f"{flag} does not apply to an L0 ladder (--pixels LIST, --protocol)")
+    if args.mode == "all-targets":
+        raise UsageError("--mode all-targets does not apply to an L0 ladder")
+    if args.early_stop not in ("success", "target_over_true"):
+        raise UsageError("an L0 ladder stops each image at its first success: drop --early-stop")
+    fields = dict(
+        model=args.model,
+        dataset=args.dataset,
+        split=args.split,
+        n_images=args.n_images,
+        mode=args.mode,
+        seed=args.seed,
+        include_misclassified=bool(args.include_misclassified),
+    )
+    if args.chunk_size is not None:
+        fields["chunk_size"] = args.chunk_size
+    try:
+        if args.protocol is not None:
+            for flag, given in (
+                ("--pixels", args.pixels is not None),
+                ("--strategy", args.strategy != "de"),
+                ("--max-queries", args.max_queries is not None),
+            ):
+                if given:
+                    raise UsageError(f"{flag} cannot be combined with --protocol")
+            return l0.protocol(args.protocol).config(**fields)
+        return l0.L0Config(
+            pixels=args.pixels, method=args.strategy, max_queries=args.max_queries, **fields
+        )
+    except l0.L0SettingError as exc:
+        flag = {"method": "--strategy", "pixels": "--pixels"}.get(exc.field)
+        raise UsageError(f"{flag or '--' + exc.field.replace('_', '-')} {exc.detail}") from None
+
+
+def run_ladder(args: argparse.Namespace) -> int:
+    """``onepixel attack --pixels LIST`` / ``--protocol NAME``: the L0 ladder and its report."""
+    from onepixel_jax.experiments import l0
+
+    config = l0_config_from_args(args)
+    errors.check_output_dir(args.out)
+    errors.check_input_dir(args.data_dir, "--data-dir")
+    predict_fn, card = inputs.load_model(config.model, torch_arch=args.torch_arch)
+    images, labels, class_names = inputs.load_dataset(
+        config.dataset, config.split, args.data_dir, args.download
+    )
+    shape = images.shape[1:3]
+    try:
+        l0.check_ladder(config.pixels, *shape)
+    except l0.L0SettingError as exc:
+        raise UsageError(f"--pixels {exc.detail}") from None
+    progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    previous = _interrupt_on_sigterm()
+    try:
+        l0.run_l0(
+            config, args.out, predict_fn, images, labels, card=card, class_names=class_names,
+            data_dir=args.data_dir, progress=progress,
+        )  # fmt: skip
+    except l0.L0SettingError as exc:
+        raise UsageError(f"--{exc.field.replace('_', '-')} {exc.detail}") from None
+    except KeyboardInterrupt:
+        print(f"interrupted; run the same command again to resume {args.out}", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if not args.no_report:
+        print(l0.summary_line(args.out, l0.write_l0_report(args.out)))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if is_ladder(args):
+        return run_ladder(args)
     config = config_from_args(args)
     shard, devices = cluster_share(args)
     outcome = sweep(
@@ -485,8 +614,12 @@ __all__ = [
     "add_arguments",
     "cluster_share",
     "config_from_args",
+    "l0_config_from_args",
+    "pixels_arg",
+    "protocol_arg",
     "register_cli",
     "run",
+    "run_ladder",
     "shard_arg",
     "sweep",
 ]

@@ -51,12 +51,19 @@ def run(args: argparse.Namespace) -> int:
                 f"--table {args.table} is a file the report writes into a run folder; write "
                 "the table elsewhere"
             )
+    from onepixel_jax.experiments import l0
+
     for run_dir in args.run_dirs:
+        if l0.is_l0_run(run_folder.read_run_info(run_dir, REPORT_HINT)):  # an L0 ladder
+            print(l0.summary_line(Path(run_dir).name, l0.write_l0_report(run_dir)))
+            print(f"wrote {Path(run_dir) / l0.TABLE}")
+            continue
         summary = write_report(run_dir)
         print(f"{Path(run_dir).name}: {summary_line(summary)}")
         print(f"wrote {Path(run_dir) / run_folder.REPORT}")
-    if args.table or len(args.run_dirs) > 1:
-        text = comparison_table(args.run_dirs)
+    sweeps = [d for d in args.run_dirs if not l0.is_l0_run(run_folder.read_run_info(d))]
+    if sweeps and (args.table or len(args.run_dirs) > 1):
+        text = comparison_table(sweeps)
         if table is not None:
             table.parent.mkdir(parents=True, exist_ok=True)
             write_bytes_atomic(table, text.encode("utf-8"))

@@ -190,7 +190,54 @@ _PRESETS = (
     ),
 )
 
-PRESETS: dict[str, MethodPreset] = {p.name: p for p in _PRESETS}
+# The published Sparse-RS of the L0 protocols (onepixel_jax.experiments.l0.PROTOCOLS): one
+# chain, one query per step, 10,000 queries (Croce et al., AAAI 2022).
+_L0_PRESETS = (
+    _preset(
+        "sparse-rs-10k",
+        "sparse-rs",
+        "Sparse-RS as published: one chain, alpha_init 0.3, 10,000 queries",
+        popsize=1,
+        max_iters=9_999,
+    ),
+)
+
+# Variants of fast and Sparse-RS compared on training images when fast's constants were chosen
+# (docs/search.md, "How fast was tuned").
+_TUNING_PRESETS = (
+    _preset(
+        "fast-corners",
+        "corner-scan",
+        "the corner scan alone, as fast was at d = 1 before its colour phase: stall 32",
+        popsize=64,
+        max_iters=630,
+        stall=32,
+    ),
+    _preset(
+        "fast-stall128",
+        "fast",
+        "fast with a stall rule of 128 generations (shorter rules are replayed on its records)",
+        stall=128,
+    ),
+    _preset("fast-anchors16", "fast", "fast whose colour phase has 16 anchors", [("anchors", 16)]),
+    _preset(
+        "sparse-rs-k1",
+        "sparse-rs",
+        "Sparse-RS, one chain with 64 proposals per step, 10,000 queries",
+        [("chains", 1)],
+        popsize=64,
+        max_iters=155,
+    ),
+    _preset(
+        "sparse-rs-k64",
+        "sparse-rs",
+        "Sparse-RS, 64 independent chains, 10,000 queries",
+        popsize=64,
+        max_iters=155,
+    ),
+)
+
+PRESETS: dict[str, MethodPreset] = {p.name: p for p in _PRESETS + _L0_PRESETS + _TUNING_PRESETS}
 
 
 def register(preset: MethodPreset) -> MethodPreset:

@@ -8,6 +8,7 @@ so no display is needed.
 - :func:`plot_per_class`: successes per class as original and as target (Figs. 8, 14)
 - :func:`plot_fitness`: best fitness per generation, per attack and mean (Fig. 10)
 - :func:`plot_examples`: clean and adversarial images side by side, changed pixels marked
+- :func:`plot_robust_accuracy`: the L0 curve, robust accuracy against d (:mod:`.l0`)
 """
 
 from __future__ import annotations
@@ -183,3 +184,38 @@ def plot_examples(records, images_by_index, names, path: Path, title: str) -> in
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return len(chosen)
+
+
+# --------------------------------------------------------------------------------------
+# The L0 robustness curve (onepixel_jax.experiments.l0)
+
+
+def plot_robust_accuracy(curves: dict, path: Path, title: str) -> None:
+    """Robust accuracy (%) against the number of pixels ``d``, one line per entry of
+    ``curves`` (``{name: rows of l0.l0_summary}``), with Wilson 95 % bands."""
+    plt = _pyplot()
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for name, rows in curves.items():
+        rows = [r for r in rows if r["images"]]
+        if not rows:
+            continue
+        d = np.array([r["d"] for r in rows])
+        acc = 100 * np.array([r["robust"] for r in rows])
+        lo = 100 * np.array([r["robust_low"] for r in rows])
+        hi = 100 * np.array([r["robust_high"] for r in rows])
+        (line,) = ax.plot(d, acc, marker="o", label=f"{name} (n={rows[0]['images']})")
+        ax.fill_between(d, lo, hi, color=line.get_color(), alpha=0.12)
+    ax.set_xscale("log")
+    ticks = sorted({r["d"] for rows in curves.values() for r in rows})
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("perturbed pixels d")
+    ax.set_ylabel("robust accuracy (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -86,7 +86,8 @@ def make(
     why = f"(strategy {spec.name!r} needs at least {spec.min_popsize})"
     _check_int("popsize", popsize, max(spec.min_popsize, 1), why)
     if max_iters is None:
-        max_iters = 100 if spec.budget is None else max(spec.budget // popsize - 1, 0)
+        budget = spec.default_budget(pixels)
+        max_iters = 100 if budget is None else max(budget // popsize - 1, 0)
     _check_int("max_iters", max_iters, 0)
     options, params = settings_of(spec, settings)
     return SearchMethod(

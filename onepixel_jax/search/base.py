@@ -80,7 +80,7 @@ class StrategySpec:
       min_popsize: the smallest population the strategy works with.
       popsize: the population used when none is given.
       budget: evaluations per image when no generation count is given (as many generations
-        as fit); ``None``: 100 generations (the paper's).
+        as fit); ``None``: 100 generations (the paper's); an int or ``budget(pixels) -> int``.
       stall: the default of the stall rule (generations without gain after which an image is
         given up; ``0``: off); an int or ``stall(pixels) -> int``.
     """
@@ -91,7 +91,7 @@ class StrategySpec:
     settings: Callable[..., tuple[dict, Any]] = _no_settings
     min_popsize: int = 1
     popsize: int = 400
-    budget: int | None = None
+    budget: int | Callable[[int], int] | None = None
     stall: int | Callable[[int], int] = 0
 
     def knobs(self) -> tuple[str, ...]:
@@ -100,6 +100,10 @@ class StrategySpec:
 
     def default_stall(self, pixels: int) -> int:
         return int(self.stall(pixels) if callable(self.stall) else self.stall)
+
+    def default_budget(self, pixels: int) -> int | None:
+        """The declared budget at ``pixels`` (``None``: 100 generations)."""
+        return int(self.budget(pixels)) if callable(self.budget) else self.budget
 
 
 @struct.dataclass
