@@ -35,6 +35,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "onepixel_jax.cli.defend",
     "onepixel_jax.cli.experiment",
     "onepixel_jax.cli.reproduce",
+    "onepixel_jax.cli.verify",
 )
 
 
