@@ -104,6 +104,8 @@ def attack(
         raise TypeError(f"cfg must be an AttackConfig, got {type(cfg).__name__}")
     arr, channel = _check_model_and_images(predict_fn, images)
     shape = arr.shape[1:] if channel else (*arr.shape[1:], 1)
+    if not isinstance(predict_fn, Target):  # before the incremental choice traces it
+        check_traceable(predict_fn, jax.ShapeDtypeStruct((1, *arr.shape[1:]), jnp.float32))
     target = resolve(predict_fn, channel, cfg.pixels, cfg.incremental, shape)
     return run(
         key,
