@@ -49,6 +49,31 @@ def _wait_for_records(proc: subprocess.Popen, out: Path, n: int) -> None:
         time.sleep(0.01)
 
 
+def _caught(pid: int) -> int:
+    """The process's mask of caught signals (Linux ``/proc``), 0 when unreadable."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("SigCgt:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def _wait_for_handler(proc: subprocess.Popen, sig: int) -> None:
+    """Wait until the process catches ``sig`` (on a loaded machine the interpreter can take
+    seconds to get there); without ``/proc``, a fixed pause."""
+    if not Path(f"/proc/{proc.pid}/status").exists():
+        time.sleep(0.6)
+        return
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if _caught(proc.pid) & (1 << (int(sig) - 1)):
+            return
+        time.sleep(0.002)
+
+
 @pytest.mark.parametrize(
     "sig, code, moment",
     [(signal.SIGINT, 130, "first record"), (signal.SIGTERM, 143, "start-up")],
@@ -57,7 +82,7 @@ def test_a_signal_ends_the_run_cleanly_and_the_same_command_resumes(tmp_path, si
     out = tmp_path / "run"
     proc = _start(out)
     if moment == "start-up":
-        time.sleep(0.6)  # JAX is being imported
+        _wait_for_handler(proc, sig)  # the handlers are installed first; JAX is then imported
     else:
         _wait_for_records(proc, out, 1)
     assert proc.poll() is None, "the run ended before the signal"
