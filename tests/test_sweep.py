@@ -371,3 +371,32 @@ def test_targets_for_modes():
     assert targets_for("targeted", 2, 10, 0, 7) == targets_for("targeted", 2, 10, 0, 7)
     with pytest.raises(ValueError, match="mode"):
         targets_for("sideways", 2, 10, 0, 7)
+
+
+def test_progress_off_a_terminal_is_plain_lines_first_throttled_and_last():
+    import io
+
+    from onepixel_jax.experiments.sweep import SweepProgress
+
+    clock = iter([0.0, 1.0, 2.0, 40.0, 41.0, 42.0]).__next__
+    stream = io.StringIO()  # not a terminal
+    bar = cli_attack.ProgressBar(quiet=False, stream=stream, plain_interval=30.0, clock=clock)
+
+    def report(done, partial, seconds):
+        bar(SweepProgress(done, 10, done // 2, 1000 * done, seconds, 0, 4, partial))
+
+    report(0, 0.5, 1.0)  # t = 1: the first report is written
+    report(0, 0.9, 2.0)  # t = 2: within 30 s, dropped
+    report(4, 0.0, 40.0)  # t = 40: 30 s after the last line
+    report(8, 0.0, 41.0)  # t = 41: dropped
+    report(10, 0.0, 42.0)  # t = 42: the last report is always written
+    bar.close()
+    text = stream.getvalue()
+    lines = text.splitlines()
+    assert "\r" not in text and len(lines) == 3, text
+    assert lines[0].startswith("[sweep] 2.0/10 images") and "ETA ?" not in lines[1]
+    assert lines[1].startswith("[sweep] 4.0/10 images  fooled 2/4  100/s")
+    assert lines[2].startswith("[sweep] 10.0/10 images") and lines[2].endswith("ETA 0s")
+    quiet = io.StringIO()
+    cli_attack.ProgressBar(quiet=True, stream=quiet)(SweepProgress(1, 10, 0, 10, 1.0, 1))
+    assert quiet.getvalue() == ""

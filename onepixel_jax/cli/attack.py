@@ -11,8 +11,10 @@ import argparse
 import math
 import signal
 import sys
+import time
 from typing import Any
 
+from onepixel_jax import progress as progress_lib
 from onepixel_jax.cli import errors
 from onepixel_jax.errors import UsageError
 from onepixel_jax.experiments import inputs
@@ -338,15 +340,32 @@ def _flag_error(exc: SettingError) -> UsageError:
 
 
 class ProgressBar:
-    """A tqdm bar over images fed by the sweep's progress callback; it moves per generation
-    inside a chunk and shows the images fooled by the main method and evaluations/s."""
+    """The sweep's progress on stderr, fed by its progress callback: images done (moving per
+    generation inside a chunk), images fooled by the main method, evaluations/s and ETA.
 
-    def __init__(self, quiet: bool) -> None:
+    On a terminal a tqdm bar redraws in place; otherwise (a log file, a batch job) plain
+    lines are written: the first report, then at most one every ``plain_interval`` seconds,
+    and the last one.
+    """
+
+    def __init__(
+        self, quiet: bool, stream=None, plain_interval: float = 30.0, clock=time.monotonic
+    ) -> None:
         self.quiet = quiet
+        self.clock = clock
+        self.stream = sys.stderr if stream is None else stream
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.plain_interval = plain_interval
         self.bar = None
+        self.last: float | None = None
+        self.started = clock()
+        self.base: float | None = None  # images done when this session's first report came
 
     def __call__(self, p: SweepProgress) -> None:
         if self.quiet:
+            return
+        if not self.tty:
+            self._plain(p)
             return
         if self.bar is None:
             from tqdm import tqdm
@@ -355,7 +374,7 @@ class ProgressBar:
                 total=p.images_total,
                 initial=p.images_done,
                 unit="img",
-                file=sys.stderr,
+                file=self.stream,
                 dynamic_ncols=True,
                 mininterval=0.5,
                 bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}{postfix}]",
@@ -369,6 +388,26 @@ class ProgressBar:
                 refresh=False,
             )
         self.bar.refresh()
+
+    def _plain(self, p: SweepProgress) -> None:
+        now = self.clock()
+        last = p.images_done >= p.images_total
+        if self.last is not None and now - self.last < self.plain_interval and not last:
+            return
+        self.last = now
+        done = p.images_done + p.partial * p.chunk_images
+        if self.base is None:  # a resumed run: its earlier images took no time here
+            self.base = float(p.images_done)
+        rate = p.queries / p.seconds if p.seconds > 0 else math.nan
+        new = done - self.base
+        eta = (now - self.started) * (p.images_total - done) / new if new > 0 else math.nan
+        evals = f"{rate:,.0f}/s" if math.isfinite(rate) else "-/s"
+        print(
+            f"[sweep] {done:.1f}/{p.images_total} images  fooled {p.fooled}/{p.images_done}  "
+            f"{evals}  ETA {progress_lib.duration(eta)}",
+            file=self.stream,
+            flush=True,
+        )
 
     def close(self) -> None:
         if self.bar is not None:
