@@ -20,6 +20,8 @@ Running the same command again resumes an interrupted run, or grows it (a larger
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shlex
 import sys
 import time
@@ -326,6 +328,7 @@ def run_verification(
             # the whole call: the first of a process includes tracing and compiling the model
             rec["call_seconds"] = round(time.perf_counter() - call, 4)
             rec["first_in_process"] = n == 0
+            rec["load_average"] = _load_average()
             append_jsonl(out / RESULTS, [rec])
             records.append(rec)
             counts[rec["status"]] += 1
@@ -338,6 +341,11 @@ def run_verification(
                     file=sys.stderr,
                 )
         return new_info, records
+
+
+def _load_average() -> float | None:
+    """The machine's 1-minute load average (None where the system does not say)."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
 def _takes_channels(predict_fn, x: np.ndarray) -> bool:
@@ -364,11 +372,18 @@ def _compare(info: dict, records: list[dict], run_dir: str) -> dict:
     theirs, attacks = run_folder.load_run(run_dir)
     if theirs["config"].get("pixels", 1) != 1:
         raise UsageError(f"--compare {run_dir}: an attack with more than one pixel")
+    ours = info["config"]
+    for key, flag in (("model_sha256", "checkpoint"), ("dataset", "dataset"), ("split", "split")):
+        mine = ours.get(key)
+        other = theirs.get(key) if key == "model_sha256" else theirs["config"].get(key)
+        if mine and other and mine != other:
+            raise UsageError(f"--compare {run_dir}: another {flag} than this verification's")
     status = {(r["index"], r["target"]): r["status"] for r in records}
+    label = {r["index"]: r["label"] for r in records}
     methods: dict[str, dict] = {}
     for rec in attacks:
         key = (int(rec["index"]), rec.get("target"))
-        if key not in status:
+        if key not in status or label[key[0]] != rec["label"]:
             continue
         m = methods.setdefault(
             rec["method"],
@@ -405,8 +420,15 @@ def summarise(info: dict, records: list[dict], compare: list[str] | None = None)
         "counts": {s: len(v) for s, v in by.items()},
         "seconds": stats(secs),
         "seconds_warm": stats(warm),
-        "seconds_by_status": {s: stats(np.array([r["seconds"] for r in v])) for s, v in by.items()},
+        # per status without the first image of each process (its time includes compiling)
+        "seconds_by_status": {
+            s: stats(np.array([r["seconds"] for r in v if not r.get("first_in_process")]))
+            for s, v in by.items()
+        },
         "boxes_median": float(np.median([r["boxes"] for r in records])) if records else None,
+        "load_average": stats(
+            np.array([r["load_average"] for r in records if r.get("load_average") is not None])
+        ),
         "first_calls": [r["call_seconds"] for r in records if r.get("first_in_process")],
         "machine": info.get("machine"),
         "config": info["config"],
@@ -427,6 +449,8 @@ def report_markdown(info: dict, summary: dict) -> str:
         f"at most {c['max_boxes']} boxes"
         + ("" if c["time_limit"] is None else f" and {c['time_limit']} s")
         + " per image.",
+        "",
+        "Seconds per image, without the first image of each process (compilation):",
         "",
         "| status | images | median s | max s |",
         "|---|---:|---:|---:|",
@@ -458,8 +482,14 @@ def report_markdown(info: dict, summary: dict) -> str:
                 f"{v['fooled_robust']} |"
             )
     m = summary.get("machine") or {}
+    load = summary.get("load_average")
     if m:
-        lines += ["", f"Machine: {m.get('processor') or m.get('machine', '')}".rstrip()]
+        text = f"Machine: {json.dumps(m, sort_keys=True)}"
+        if load is not None:
+            text += (
+                f"; 1-minute load average {load['median']:.1f} (median), {load['max']:.1f} (max)"
+            )
+        lines += ["", text + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,159 @@
+"""How loose the linear bounds of a pixel's full colour cube get, layer by layer.
+
+For each model, a few test images and positions: the bounds of the input of every ReLU and
+max pooling over the whole colour cube ``[0, 255]^C`` at one position
+(:func:`onepixel_jax.targets.bounds.propagate`, the verifier's domain, every variable in
+full), against the range the values actually take
+over 64 random colours and the cube's corners. Per such layer (in graph order) it records the
+elements that depend on the pixel, the share of them whose bounds straddle 0 (unstable: the
+ReLU's relaxation is loose there) and the median ratio of bound width to sampled width (at least 1;
+a lower bound on the looseness, since sampling underestimates the true range).
+
+    nice -n 5 python benchmarks/bench_verify.py --out benchmarks/results/verification/looseness.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import onepixel_jax as opj
+from onepixel_jax import provenance
+from onepixel_jax.targets import bounds, interpret
+from onepixel_jax.targets.interpret import Graph, Lit
+
+MODELS = (("digits-cnn", "digits"), ("lenet-mnist", "mnist"), ("allconv-cifar10", "cifar10"))
+
+
+def nonlinear_inputs(graph: Graph) -> list[tuple[int, str]]:
+    """``(input variable, kind)`` of the graph's ReLUs (``max`` with a literal 0) and max
+    poolings (``reduce_window_max``), in graph order."""
+    out = []
+    for e in graph.eqns:
+        if e.name == "reduce_window_max":
+            out.append((e.ins[0], "max pool"))
+        if e.name != "max":
+            continue
+        lits = [a for a in e.ins if isinstance(a, Lit)]
+        var = [a for a in e.ins if isinstance(a, int)]
+        if len(lits) == 1 and len(var) == 1 and np.all(np.asarray(lits[0].value) == 0):
+            out.append((var[0], "relu"))
+    return out
+
+
+def prune(graph: Graph, outputs: list[int]) -> Graph:
+    """``graph`` computing only ``outputs`` (the equations after them dropped)."""
+    need, keep = set(outputs), []
+    for i in range(len(graph.eqns) - 1, -1, -1):
+        e = graph.eqns[i]
+        if any(v in need for v in e.outs):
+            keep.append(i)
+            need.update(a for a in e.ins if isinstance(a, int))
+    eqns = tuple(graph.eqns[i] for i in sorted(keep))
+    consts = {v: x for v, x in graph.consts.items() if v in need}
+    return Graph(graph.inputs, tuple(outputs), consts, eqns, graph.avals)
+
+
+def pixel_lin(image: np.ndarray, row: int, col: int) -> bounds.Lin:
+    """The full input of ``image`` ``(1, H, W, C)`` with pixel ``(row, col)`` the cube."""
+    c = image.shape[-1]
+    mid = np.zeros((c + 1, *image.shape), np.float32)
+    mid[c] = image
+    mid[c, 0, row, col] = 127.5
+    for i in range(c):
+        mid[i, 0, row, col, i] = 127.5
+    return bounds.Lin(jnp.asarray(mid), jnp.zeros_like(jnp.asarray(mid)))
+
+
+def measure(name: str, dataset: str, n_images: int, n_positions: int, seed: int) -> dict:
+    fn, _ = opj.models.load(name)
+    images, _, _ = opj.data.load(dataset, "test")
+    images = np.asarray(images[:n_images], np.float32)
+    h, w, c = images.shape[1:]
+    graph = interpret.trace(fn, jax.ShapeDtypeStruct((1, h, w, c), jnp.float32))
+    found = nonlinear_inputs(graph)
+    pre = [v for v, _ in found]
+    trunc = prune(graph, pre)
+    bound_fn = jax.jit(lambda lin: [bounds.bounds_of(o) for o in bounds.propagate(trunc, [lin])])
+    concrete = jax.jit(
+        jax.vmap(lambda x: interpret.walk(trunc, [x], interpret.concrete_domain())[0])
+    )
+    rng = np.random.default_rng(seed)
+    corners = np.array(np.meshgrid(*[[0, 255]] * c, indexing="ij")).reshape(c, -1).T
+    colours = np.concatenate([corners, rng.uniform(0, 255, (64, c))]).astype(np.float32)
+    layers = [{"unstable": [], "ratio": [], "cone": []} for _ in pre]
+    for image in images:
+        for _ in range(n_positions):
+            row, col = (int(v) for v in rng.integers(0, (h, w)))
+            lohi = bound_fn(pixel_lin(image[None], row, col))
+            batch = np.repeat(image[None, None], len(colours), 0)
+            batch[:, 0, row, col] = colours
+            vals = concrete(jnp.asarray(batch))
+            for k, ((lo, hi), v) in enumerate(zip(lohi, vals, strict=True)):
+                lo, hi, v = np.asarray(lo), np.asarray(hi), np.asarray(v)
+                width = hi - lo
+                cone = width > 1e-5
+                sampled = v.max(axis=0) - v.min(axis=0)
+                unstable = cone & (lo < 0) & (hi > 0)
+                seen = cone & (sampled > 1e-5)
+                layers[k]["cone"].append(int(cone.sum()))
+                layers[k]["unstable"].append(float(unstable.sum() / max(cone.sum(), 1)))
+                if seen.any():
+                    layers[k]["ratio"].append(float(np.median(width[seen] / sampled[seen])))
+    return {
+        "model": name,
+        "nonlinear_layers": len(pre),
+        "samples": len(images) * n_positions,
+        "layers": [
+            {
+                "layer": k + 1,
+                "kind": found[k][1],
+                "cone_elements_median": float(np.median(d["cone"])),
+                # straddling 0 matters at a ReLU only
+                "unstable_share_median": (
+                    float(np.median(d["unstable"])) if found[k][1] == "relu" else None
+                ),
+                "width_ratio_median": float(np.median(d["ratio"])) if d["ratio"] else None,
+            }
+            for k, d in enumerate(layers)
+        ],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--images", type=int, default=2)
+    p.add_argument("--positions", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    started = time.perf_counter()
+    results = []
+    for name, dataset in MODELS:
+        t0 = time.perf_counter()
+        results.append(measure(name, dataset, args.images, args.positions, args.seed))
+        print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
+        for layer in results[-1]["layers"]:
+            print("  ", layer, flush=True)
+    record = {
+        "command": "python benchmarks/bench_verify.py "
+        + f"--out {args.out} --images {args.images} --positions {args.positions} "
+        + f"--seed {args.seed}",
+        "seconds": time.perf_counter() - started,
+        "machine": provenance.machine_info(),
+        "versions": provenance.package_versions(),
+        "created": provenance.utc_now(),
+        "models": results,
+    }
+    with open(args.out, "w") as fh:
+        json.dump(record, fh, indent=1)
+        fh.write("\n")
+
+
+if __name__ == "__main__":
+    main()
