@@ -95,6 +95,7 @@ def test_the_ladder_records_carry_and_resume(tmp_path):
     # growth: two more images, the first four untouched
     grown = l0.run_l0(config(n_images=6), out, white_count_model, x, y)
     assert grown.reused == 16 and grown.attacks_run + grown.carried == 8
+    assert "--n-images 6 " in json.loads((out / "run.json").read_text())["command"]
     # another ladder in the same folder is refused
     with pytest.raises(UsageError, match="other settings"):
         l0.run_l0(config(pixels=(1, 3)), out, white_count_model, x, y)

@@ -401,7 +401,7 @@ def _new_info(config, out, predict_fn, images, labels, card, class_names, data_d
     }
 
 
-def _grow(out, info, config, predict_fn, images, labels) -> dict:
+def _grow(out, info, config, predict_fn, images, labels, data_dir, command) -> dict:
     from onepixel_jax import provenance
 
     chosen = _selection(config, predict_fn, images, labels)
@@ -416,6 +416,7 @@ def _grow(out, info, config, predict_fn, images, labels) -> dict:
     info[L0] = dict(info[L0], n_images=config.n_images)
     info["config"] = dict(info["config"], n_images=config.n_images)
     info["grown"] = info.get("grown", []) + [grown]
+    info["command"] = command or command_line(config, out, data_dir)
     run_folder.write_run_info(out, info)
     return info
 
@@ -530,7 +531,7 @@ def run_l0(
             out.mkdir(parents=True, exist_ok=True)
             run_folder.write_run_info(out, info)
         elif len(info["indices"]) < config.n_images:
-            info = _grow(out, info, config, predict_fn, images, labels)
+            info = _grow(out, info, config, predict_fn, images, labels, data_dir, command)
         wanted = min(len(info["indices"]), run_folder.max_saved_images(images[0].nbytes))
         if run_folder.saved_image_count(out) < wanted:
             run_folder.save_images(out, np.asarray(info["indices"], np.int64), images)
