@@ -16,7 +16,8 @@ import importlib
 import os
 import sys
 
-from onepixel_jax import compile_cache
+# Nothing here imports JAX at module level: importing this package installs the interrupt
+# handlers (cli.errors) before JAX's slow start-up.
 from onepixel_jax.cli.errors import (
     ArgumentParser,
     finish_process,
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "func", None):
             parser.print_help(sys.stderr)
             return 2
+        from onepixel_jax import compile_cache
+
         compile_cache.enable()  # compiled programs reused by the next process
         code = run_command(f"onepixel {args.command}", args.func, args)
     except BrokenPipeError:  # `onepixel models | head`: the reader left; not an error
