@@ -10,6 +10,9 @@ ReLU's relaxation is loose there) and the median ratio of bound width to sampled
 a lower bound on the looseness, since sampling underestimates the true range).
 
     nice -n 5 python benchmarks/bench_verify.py --out benchmarks/results/verification/looseness.json
+
+``--exhaustive RUN`` (repeatable) also checks a greyscale ``onepixel verify`` run folder against
+every one-pixel change of its images (every position and grey value, plain forward pass).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -125,9 +129,51 @@ def measure(name: str, dataset: str, n_images: int, n_positions: int, seed: int)
     }
 
 
+def exhaustive(run_dir: str) -> dict:
+    """Check a greyscale ``onepixel verify`` run folder against every one-pixel change of its
+    images (every position, every grey value 0..255) under the plain forward pass."""
+    folder = Path(run_dir)
+    info = json.loads((folder / "run.json").read_text())
+    recs = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+    config = info["config"]
+    fn, _ = opj.models.load(config["model"])
+    images, _, _ = opj.data.load(config["dataset"], config["split"])
+    images = np.asarray(images, np.float32)
+    h, w, c = images.shape[1:]
+    if c != 1:
+        raise SystemExit("--exhaustive needs a greyscale run (256 colours per position)")
+    grey = jnp.arange(256.0)
+    pos = jnp.stack(jnp.meshgrid(jnp.arange(h), jnp.arange(w), indexing="ij"), -1).reshape(-1, 2)
+
+    @jax.jit
+    def every_change(img):  # (H * W, 256) predicted classes
+        def one(p):
+            batch = jnp.repeat(img[None], 256, 0).at[:, p[0], p[1], 0].set(grey)
+            return jnp.argmax(fn(batch), axis=1)
+
+        return jax.lax.map(one, pos)
+
+    agree = 0
+    truth = {"robust": 0, "vulnerable": 0}
+    for r in recs:
+        pred = np.asarray(every_change(jnp.asarray(images[r["index"]])))
+        t = r["target"]
+        flipped = bool(np.any(pred != r["label"]) if t is None else np.any(pred == t))
+        truth["vulnerable" if flipped else "robust"] += 1
+        agree += r["status"] == ("vulnerable" if flipped else "robust")
+    return {"run": run_dir, "images": len(recs), "truth": truth, "agree": agree}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
+    p.add_argument(
+        "--exhaustive",
+        action="append",
+        default=[],
+        metavar="RUN",
+        help="also check a greyscale onepixel verify run folder against exhaustive enumeration",
+    )
     p.add_argument("--images", type=int, default=2)
     p.add_argument("--positions", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
@@ -140,15 +186,21 @@ def main() -> None:
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
         for layer in results[-1]["layers"]:
             print("  ", layer, flush=True)
+    checks = []
+    for run_dir in args.exhaustive:
+        checks.append(exhaustive(run_dir))
+        print(checks[-1], flush=True)
     record = {
         "command": "python benchmarks/bench_verify.py "
         + f"--out {args.out} --images {args.images} --positions {args.positions} "
-        + f"--seed {args.seed}",
+        + f"--seed {args.seed}"
+        + "".join(f" --exhaustive {d}" for d in args.exhaustive),
         "seconds": time.perf_counter() - started,
         "machine": provenance.machine_info(),
         "versions": provenance.package_versions(),
         "created": provenance.utc_now(),
         "models": results,
+        "exhaustive": checks,
     }
     with open(args.out, "w") as fh:
         json.dump(record, fh, indent=1)

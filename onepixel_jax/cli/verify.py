@@ -370,6 +370,8 @@ def _compare(info: dict, records: list[dict], run_dir: str) -> dict:
     from onepixel_jax.experiments import run_folder
 
     theirs, attacks = run_folder.load_run(run_dir)
+    if not attacks:
+        raise UsageError(f"--compare {run_dir}: no attack records (results.jsonl) in it")
     if theirs["config"].get("pixels", 1) != 1:
         raise UsageError(f"--compare {run_dir}: an attack with more than one pixel")
     ours = info["config"]
