@@ -209,19 +209,22 @@ POOLS = {
 }
 
 
-@pytest.mark.parametrize("name", list(POOLS))
-def test_pooling_geometry_matches_torch(name):
-    class Pool(nn.Module):
+def test_pooling_geometry_matches_torch():
+    """All cases in one exported graph (one export, not one per case), compared case by case."""
+
+    class Pools(nn.Module):
         def forward(self, t):
-            return POOLS[name](t).flatten(1)
+            return torch.cat([op(t).flatten(1) for op in POOLS.values()], 1)
 
     x = torch.rand(2, 3, 9, 10)
-    fn = aten.to_jax(aten.export(Pool().eval(), x))
+    fn = aten.to_jax(aten.export(Pools().eval(), x))
     with torch.no_grad():
-        want = Pool()(x).numpy()
+        want = [op(x).flatten(1).numpy() for op in POOLS.values()]
     got = np.asarray(fn(jnp.asarray(x.numpy())))
-    assert got.shape == want.shape
-    np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+    assert got.shape == (2, sum(w.shape[1] for w in want))
+    parts = np.split(got, np.cumsum([w.shape[1] for w in want])[:-1], axis=1)
+    for name, g, w in zip(POOLS, parts, want, strict=True):
+        np.testing.assert_allclose(g, w, atol=1e-6, rtol=0, err_msg=name)
 
 
 # --------------------------------------------------------------------------------------
