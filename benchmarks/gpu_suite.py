@@ -5,13 +5,15 @@ Sections, in order (each skipped with a note when the budget is spent):
 1. ``device``: devices, versions, default matmul precision.
 2. ``forward``: bare forward images/s against the call size per network, with the device's
    memory in use after each size (``memory_stats``; ``None`` on a CPU).
-3. ``useful_share``: ``opj.attack`` (paper DE, stop at the first success, the planner's plan)
+3. ``calibration``: :func:`onepixel_jax.planner.calibrate` per network (the call size it
+   measures, with the rate at each size tried) beside the default plan.
+4. ``useful_share``: ``opj.attack`` (paper DE, stop at the first success, the planner's plan)
    on 20 and 100 images: useful evaluations / evaluations carried, useful evaluations/s.
-4. ``attack``: ``opj.attack`` throughput per network with incremental evaluation on and off:
+5. ``attack``: ``opj.attack`` throughput per network with incremental evaluation on and off:
    first call (compilation included) and warm call on the same images.
-5. ``cli``: ``onepixel attack`` over ``--cli-images`` images against ``opj.attack``'s rate on
+6. ``cli``: ``onepixel attack`` over ``--cli-images`` images against ``opj.attack``'s rate on
    the same images (the sweep's chunks and writes included).
-6. ``peers``: ``benchmarks/bench_protocol.py`` (the paper's protocol side by side with
+7. ``peers``: ``benchmarks/bench_protocol.py`` (the paper's protocol side by side with
    torchattacks and ART on the same device), when torch is installed.
 
     bash benchmarks/gpu_suite.sh                      # on the accelerator, ~8 minutes
@@ -39,6 +41,7 @@ import numpy as np
 import onepixel_jax as opj
 from onepixel_jax import planner
 from onepixel_jax.provenance import machine_info, package_versions, utc_now
+from onepixel_jax.targets.resolver import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,6 +145,22 @@ def main(argv=None) -> int:
         for size in sizes:
             rates[size] = forward_rate(predict_fn, (32, 32, 3), size, 0.5 if quick else 2.0)
         suite.record("forward", name, rates)
+
+    for name in models[:1] if quick else models:  # the measured call size of each network
+        if suite.left() < 60:
+            break
+        p, _ = opj.models.load(name)
+        target = resolve(p, True, 1, None, (32, 32, 3))
+        t = time.perf_counter()
+        cal = planner.calibrate(target, (32, 32, 3), 16 if quick else 400, 1,
+                                max_slots=4 if quick else None)  # fmt: skip
+        suite.record("calibration", name, {
+            "call_size": cal.call_size, "device_kind": cal.device_kind,
+            "seconds": round(time.perf_counter() - t, 2),
+            "rows": [{"call_size": c, "seconds": round(sec, 6), "candidates_per_s": round(r)}
+                     for c, sec, r in cal.rows],
+            "default_plan": list(planner.plan_slots(400, 10**6, (32, 32, 3))),
+        })  # fmt: skip
 
     predict_fn, _ = opj.models.load(models[0])
     counts = (4, 8) if quick else (20, 100)

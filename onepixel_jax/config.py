@@ -19,7 +19,7 @@ import numpy as np
 from . import objective as objective_lib
 from . import search as search_lib
 from .perturb import check_sampler
-from .planner import Schedule
+from .planner import CALIBRATE, Schedule
 from .search import de as de_lib
 
 # Old spellings of the DE mutation as a strategy name (deprecated).
@@ -81,7 +81,9 @@ class AttackConfig:
       threshold: threshold of the ``"threshold"`` rule; ``None`` uses the paper's value.
       batch_size: number of images evolved side by side (slots). Results do not depend on it.
         ``None``: the planner's choice for the device (:mod:`onepixel_jax.planner`).
-      call_size: at most this many candidates per model call; ``None``: the device's size.
+      call_size: at most this many candidates per model call; ``None``: the device's size;
+        ``"calibrate"``: measured on the device before the search
+        (:func:`onepixel_jax.planner.calibrate`).
       compact: once no image is waiting, busy slots are packed together and groups of idle
         slots make no model call. Results do not change; only speed.
       incremental: exact incremental evaluation (:mod:`onepixel_jax.targets.incremental`):
@@ -108,7 +110,7 @@ class AttackConfig:
     early_stop: str | None = None
     threshold: float | None = None
     batch_size: int | None = None
-    call_size: int | None = None
+    call_size: int | str | None = None
     compact: bool = True
     incremental: bool | None = None
 
@@ -146,7 +148,11 @@ class AttackConfig:
         check_number("stall_eps", self.stall_eps)
         if self.batch_size is not None:
             check_int("batch_size", self.batch_size, 1)
-        if self.call_size is not None:
+        if self.call_size is not None and self.call_size != CALIBRATE:
+            if isinstance(self.call_size, str):
+                raise ValueError(
+                    f"call_size must be an int >= 1, None or {CALIBRATE!r}, got {self.call_size!r}"
+                )
             check_int("call_size", self.call_size, 1)
         for name in ("targeted", "compact"):
             if not isinstance(getattr(self, name), bool | np.bool_):

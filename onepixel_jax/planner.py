@@ -6,13 +6,22 @@ default is one model call of about :data:`CPU_CALL_SIZE` candidates per generati
 calls are no faster per image there; ``benchmarks/bench_call_size.py``); on an accelerator,
 as many slots as about :data:`ACCELERATOR_CALL_VALUES` input values allow, in calls of a
 quarter of them. Plans never hold more slots than there are images.
+
+``call_size="calibrate"`` (:class:`Schedule`, ``AttackConfig``) measures instead:
+:func:`calibrate` times the attack's own target (incremental evaluation included) at growing
+calls on the device it runs on and takes the smallest call within
+:data:`CALIBRATION_TOLERANCE` of the best rate; the result is kept per process for the device
+kind, target, image shape, population and ``d``.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 # Candidates per model call on a CPU: larger calls are not faster per image there
@@ -27,13 +36,15 @@ class Schedule(NamedTuple):
 
     Attributes:
       batch_size: images evolved side by side (slots); ``None``: :func:`plan_slots` decides.
-      call_size: at most this many candidates per model call; ``None``: the device's size.
+      call_size: at most this many candidates per model call; ``None``: the device's size;
+        ``"calibrate"``: measured on the device (:func:`calibrate`; the engine resolves it
+        before planning).
       compact: once no image waits, pack busy slots together and skip model calls of
         call groups whose slots are all idle.
     """
 
     batch_size: int | None = None
-    call_size: int | None = None
+    call_size: int | str | None = None  # an int, None or "calibrate"
     compact: bool = True
 
 
@@ -51,6 +62,8 @@ def plan_slots(
     p = int(popsize)
     per_slot = p * int(np.prod(image_shape))
     cpu = on_cpu()
+    if isinstance(schedule.call_size, str):
+        raise ValueError(f"call_size {schedule.call_size!r} must be resolved (calibrate) first")
     if schedule.call_size is not None:
         call_slots = max(1, schedule.call_size // p)
     elif cpu:
@@ -132,13 +145,100 @@ def chunk_images(
     return max(MIN_CHUNK, CHUNK_WAVES * slots // max(1, attacks_per_image))
 
 
+CALIBRATE = "calibrate"
+CALIBRATION_TOLERANCE = 0.1  # the smallest call within 10 % of the best rate per candidate
+CALIBRATION_REPEATS = 3  # timed calls per size (the fastest counts), after a warm-up call
+
+
+class Calibration(NamedTuple):
+    """What :func:`calibrate` measured: the chosen ``call_size`` (candidates per model call)
+    and one row per size tried: ``(call_size, seconds per call, candidates per second)``."""
+
+    call_size: int
+    rows: tuple[tuple[int, float, float], ...]
+    device_kind: str
+
+
+_CALIBRATIONS: dict = {}
+
+
+def _call_limit(popsize: int, image_shape: tuple) -> int:
+    """The largest call :func:`calibrate` tries, in slots."""
+    if on_cpu():
+        return max(1, 8 * CPU_CALL_SIZE // popsize)
+    per_slot = popsize * int(np.prod(image_shape))
+    return max(1, 4 * ACCELERATOR_CALL_VALUES // per_slot)
+
+
+def calibrate(
+    target,
+    image_shape: tuple,
+    popsize: int,
+    pixels: int,
+    *,
+    max_slots: int | None = None,
+    tolerance: float = CALIBRATION_TOLERANCE,
+    repeats: int = CALIBRATION_REPEATS,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Calibration:
+    """Time ``target`` (a :class:`~onepixel_jax.types.Target`) at calls of 1, 2, 4, ... slots
+    of ``popsize`` candidates of ``pixels`` pixels (at the image's centre, so incremental
+    windows are whole) and choose the smallest call whose rate is within ``tolerance`` of the
+    best. Growth stops at ``max_slots`` (default: 8x the CPU size, or 4x the accelerator's
+    planned call), when a call does not fit the device's memory, or when two doublings in a
+    row gain less than ``tolerance``. Results are cached per process.
+    """
+    h, w, c = (tuple(image_shape) + (1,))[:3] if len(image_shape) == 2 else tuple(image_shape)
+    kind = str(getattr(jax.devices()[0], "device_kind", jax.default_backend()))
+    limit = _call_limit(popsize, (h, w, c)) if max_slots is None else int(max_slots)
+    key = (kind, target, (h, w, c), int(popsize), int(pixels), limit, float(tolerance))
+    if key in _CALIBRATIONS:
+        return _CALIBRATIONS[key]
+    prepare = jax.jit(target.prepare)
+    evaluate = jax.jit(target.evaluate)
+    gene = jnp.asarray([h // 2, w // 2] + [0] * c, jnp.int32)
+    rows: list[tuple[int, float, float]] = []
+    slots, best, flat = 1, 0.0, 0
+    while slots <= limit:
+        images = jnp.full((slots, h, w, c), 128.0, jnp.float32)
+        px = jnp.broadcast_to(gene, (slots, popsize, pixels, 2 + c))
+        try:
+            cache = jax.block_until_ready(prepare(images))
+            jax.block_until_ready(evaluate(cache, images, px))  # compile and warm up
+            times = []
+            for _ in range(max(1, repeats)):
+                t0 = clock()
+                jax.block_until_ready(evaluate(cache, images, px))
+                times.append(clock() - t0)
+        except Exception as err:  # out of device memory: the sizes so far decide
+            if rows and "RESOURCE_EXHAUSTED" in str(err).upper().replace(" ", "_"):
+                break
+            raise
+        seconds = max(min(times), 1e-9)
+        rate = slots * popsize / seconds
+        rows.append((slots * popsize, seconds, rate))
+        flat = flat + 1 if rate < best * (1 + tolerance) else 0
+        best = max(best, rate)
+        if flat >= 2:
+            break
+        slots *= 2
+    chosen = min(size for size, _, rate in rows if rate >= (1 - tolerance) * best)
+    result = Calibration(chosen, tuple(rows), kind)
+    _CALIBRATIONS[key] = result
+    return result
+
+
 __all__ = [
     "ACCELERATOR_CALL_VALUES",
+    "CALIBRATE",
+    "CALIBRATION_TOLERANCE",
+    "Calibration",
     "CPU_CALL_SIZE",
     "CHUNK_WAVES",
     "MIN_CHUNK",
     "Schedule",
     "MEMORY_SHARE",
+    "calibrate",
     "chunk_images",
     "device_memory",
     "fit_to_memory",

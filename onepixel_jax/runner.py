@@ -210,6 +210,13 @@ def _run(
         raise ValueError(
             f"pixels must be <= the {h}x{w} = {h * w} image pixels, got {method.pixels}"
         )
+    if schedule.call_size == planner.CALIBRATE:  # measured on this device, once per process
+        calibration = planner.calibrate(target, x.shape[1:], method.popsize, method.pixels)
+        schedule = schedule._replace(call_size=calibration.call_size)
+    elif isinstance(schedule.call_size, str):
+        raise ValueError(
+            f"call_size must be an int, None or {planner.CALIBRATE!r}, got {schedule.call_size!r}"
+        )
     slots, call_slots = plan_slots(method.popsize, n, x.shape[1:], schedule)
     memory = planner.device_memory()
     if memory is not None:  # an accelerator: the plan, caches included, must fit
