@@ -3,16 +3,17 @@
 For each model, a few test images and positions: the bounds of the input of every ReLU and
 max pooling over the whole colour cube ``[0, 255]^C`` at one position
 (:func:`onepixel_jax.targets.bounds.propagate`, the verifier's domain, every variable in
-full), against the range the values actually take
-over 64 random colours and the cube's corners. Per such layer (in graph order) it records the
-elements that depend on the pixel, the share of them whose bounds straddle 0 (unstable: the
-ReLU's relaxation is loose there) and the median ratio of bound width to sampled width (at least 1;
-a lower bound on the looseness, since sampling underestimates the true range).
+full), against the range the values actually take over 64 random colours and the cube's
+corners. Per such layer (in graph order) it records the elements that depend on the pixel,
+the share of them whose bounds straddle 0 (unstable: the ReLU's relaxation is loose there)
+and the median ratio of bound width to sampled width (at least 1; a lower bound on the
+looseness, since sampling underestimates the true range).
 
     nice -n 5 python benchmarks/bench_verify.py --out benchmarks/results/verification/looseness.json
 
-``--exhaustive RUN`` (repeatable) also checks a greyscale ``onepixel verify`` run folder against
-every one-pixel change of its images (every position and grey value, plain forward pass).
+``--exhaustive RUN`` or ``RUN:N`` (repeatable) also checks a greyscale ``onepixel verify``
+run folder (its first ``N`` records) against every one-pixel change of its images (every
+position and grey value, plain forward pass).
 """
 
 from __future__ import annotations
@@ -129,12 +130,17 @@ def measure(name: str, dataset: str, n_images: int, n_positions: int, seed: int)
     }
 
 
-def exhaustive(run_dir: str) -> dict:
+def exhaustive(spec: str) -> dict:
     """Check a greyscale ``onepixel verify`` run folder against every one-pixel change of its
-    images (every position, every grey value 0..255) under the plain forward pass."""
+    images (every position, every grey value 0..255) under the plain forward pass.
+    ``spec``: ``RUN`` (every record) or ``RUN:N`` (its first ``N`` records)."""
+    run_dir, _, first = (
+        spec.rpartition(":") if spec.rpartition(":")[2].isdigit() else (spec, "", "")
+    )
     folder = Path(run_dir)
     info = json.loads((folder / "run.json").read_text())
     recs = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+    recs = recs[: int(first)] if first else recs
     config = info["config"]
     fn, _ = opj.models.load(config["model"])
     images, _, _ = opj.data.load(config["dataset"], config["split"])
@@ -153,7 +159,7 @@ def exhaustive(run_dir: str) -> dict:
 
         return jax.lax.map(one, pos)
 
-    agree = 0
+    agree, started = 0, time.perf_counter()
     truth = {"robust": 0, "vulnerable": 0}
     for r in recs:
         pred = np.asarray(every_change(jnp.asarray(images[r["index"]])))
@@ -161,7 +167,40 @@ def exhaustive(run_dir: str) -> dict:
         flipped = bool(np.any(pred != r["label"]) if t is None else np.any(pred == t))
         truth["vulnerable" if flipped else "robust"] += 1
         agree += r["status"] == ("vulnerable" if flipped else "robust")
-    return {"run": run_dir, "images": len(recs), "truth": truth, "agree": agree}
+    return {
+        "run": run_dir,
+        "images": len(recs),
+        "truth": truth,
+        "agree": agree,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def plot(record: dict, path: str) -> None:
+    """The bound width / sampled width per nonlinear layer of each model, log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for m in record["models"]:
+        layers = [d for d in m["layers"] if d["width_ratio_median"] is not None]
+        ax.plot(
+            [d["layer"] for d in layers],
+            [d["width_ratio_median"] for d in layers],
+            marker="o",
+            label=m["model"],
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel("nonlinear layer (ReLU or max pooling), in order")
+    ax.set_ylabel("bound width / sampled width")
+    ax.set_title("Linear bounds over a pixel's whole colour cube (median)", fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -171,13 +210,22 @@ def main() -> None:
         "--exhaustive",
         action="append",
         default=[],
-        metavar="RUN",
-        help="also check a greyscale onepixel verify run folder against exhaustive enumeration",
+        metavar="RUN[:N]",
+        help="also check a greyscale onepixel verify run folder (its first N records) against "
+        "exhaustive enumeration",
     )
     p.add_argument("--images", type=int, default=2)
     p.add_argument("--positions", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--figure", default=None, help="also draw the looseness per layer (PNG)")
+    p.add_argument(
+        "--replot", action="store_true", help="only draw --figure from the record in --out"
+    )
     args = p.parse_args()
+    if args.replot:
+        with open(args.out) as fh:
+            plot(json.load(fh), args.figure)
+        return
     started = time.perf_counter()
     results = []
     for name, dataset in MODELS:
@@ -205,6 +253,8 @@ def main() -> None:
     with open(args.out, "w") as fh:
         json.dump(record, fh, indent=1)
         fh.write("\n")
+    if args.figure:
+        plot(record, args.figure)
 
 
 if __name__ == "__main__":
