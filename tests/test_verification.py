@@ -272,3 +272,10 @@ def test_cli_writes_a_run_folder_resumes_grows_and_compares(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and bad[0] in err, err
     assert len((out / "results.jsonl").read_text().splitlines()) == 4
+    # a damaged record is refused with one line naming the file and the line
+    lines = (out / "results.jsonl").read_text().splitlines()
+    lines[1] = lines[1].replace('"status":"', '"status":"maybe-')
+    (out / "results.jsonl").write_text("\n".join(lines) + "\n")
+    assert main([*base, "--n-images", "4", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "results.jsonl line 2" in err and "status" in err, err

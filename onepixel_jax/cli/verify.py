@@ -36,7 +36,7 @@ from onepixel_jax.files import (
     DamagedFileError,
     append_jsonl,
     read_json_object,
-    read_jsonl,
+    read_jsonl_lines,
     write_bytes_atomic,
     write_json_atomic,
 )
@@ -196,7 +196,9 @@ def verify_config(config: dict):
 
 
 def read_run(out: Path) -> tuple[dict | None, list[dict]]:
-    """``(run.json or None, records)`` of a verification run folder, checked."""
+    """``(run.json or None, records)`` of a verification run folder, checked: a record that is
+    not one this run writes raises DamagedFileError naming the file, line and field. A torn
+    last line (a kill mid-write) is cut off; a second record of an image is ignored."""
     info_path = out / RUN_INFO
     if not info_path.exists():
         return None, []
@@ -204,19 +206,51 @@ def read_run(out: Path) -> tuple[dict | None, list[dict]]:
     if info.get("kind") != KIND or not isinstance(info.get("config"), dict):
         raise UsageError(f"{out} holds another kind of run, not onepixel verify; use another --out")
     for key in ("indices", "labels", "targets"):
-        if not isinstance(info.get(key), list):
-            raise DamagedFileError(f"{info_path}: field {key!r} must be a list; {HINT}")
-    records = []
+        if not isinstance(info.get(key), list) or len(info[key]) != len(info["indices"]):
+            raise DamagedFileError(f"{info_path}: field {key!r} must be a list per image; {HINT}")
+    shape = info.get("image_shape")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(_is_int(v) for v in shape)):
+        raise DamagedFileError(f"{info_path}: field 'image_shape' must be [H, W, C]; {HINT}")
+    h, w, c = shape
+    expected = {
+        i: (y, t) for i, y, t in zip(info["indices"], info["labels"], info["targets"], strict=True)
+    }
+    records, seen = [], set()
     path = out / RESULTS
     if path.exists():
-        known = set(info["indices"])
-        for n, rec in enumerate(read_jsonl(path, repair=True), 1):
-            if not isinstance(rec, dict) or rec.get("index") not in known:
-                raise DamagedFileError(f"{path} line {n}: not a record of this run; {HINT}")
-            if rec.get("status") not in ("robust", "vulnerable", "unknown"):
-                raise DamagedFileError(f"{path} line {n}: field 'status' is wrong; {HINT}")
-            records.append(rec)
+        for n, rec in read_jsonl_lines(path, repair=True):
+            where = f"{path} line {n}"
+            index = rec.get("index")
+            if index not in expected:
+                raise DamagedFileError(f"{where}: not a record of an image of this run; {HINT}")
+            if (rec.get("label"), rec.get("target")) != expected[index]:
+                raise DamagedFileError(f"{where}: label or target differ from run.json; {HINT}")
+            status, cx = rec.get("status"), rec.get("counterexample")
+            if status not in ("robust", "vulnerable", "unknown"):
+                raise DamagedFileError(f"{where}: field 'status' is {status!r}; {HINT}")
+            limits = (h - 1, w - 1) + (255,) * c
+            ok_cx = (
+                isinstance(cx, list)
+                and len(cx) == 2 + c
+                and all(_is_int(v) and 0 <= v <= hi for v, hi in zip(cx, limits, strict=True))
+            )
+            if (status == "vulnerable") != ok_cx or (status != "vulnerable" and cx is not None):
+                raise DamagedFileError(
+                    f"{where}: field 'counterexample' must be [row, col, {c} colour values] for "
+                    f"a vulnerable image and null otherwise; {HINT}"
+                )
+            for key in ("seconds", "boxes", "positions"):
+                v = rec.get(key)
+                if not isinstance(v, int | float) or isinstance(v, bool) or not v >= 0:
+                    raise DamagedFileError(f"{where}: field {key!r} must be a number >= 0; {HINT}")
+            if index not in seen:
+                seen.add(index)
+                records.append(rec)
     return info, records
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _record(position: int, index: int, label: int, target, answer) -> dict:
