@@ -33,8 +33,9 @@ reals implies robustness over the grid.
 
 **Floating point.** Bounds are computed in float32, and the model's own forward pass rounds
 too. A margin is accepted only when its lower bound exceeds ``atol + rtol * M``, where ``M``
-bounds the largest logit magnitude over the box (defaults ``atol = rtol = 1e-4``, three
-orders of magnitude above the float32 rounding of a logit). Counterexamples need no margin:
+bounds the largest logit magnitude over the box (defaults ``atol = rtol = 1e-4``, about 1,700
+times float32's unit roundoff relative to the largest logit). The margin is an allowance for
+rounding, not a proven bound on it (no directed rounding). Counterexamples need no margin:
 they are checked with the plain forward pass on the patched image. Colours evaluated
 concretely (corners, probes, the integer colours of small boxes) run on the incremental
 evaluator's windows, which can differ from the plain forward pass by rounding (about 5e-7 in

@@ -1,13 +1,13 @@
 """onepixel verify: exact one-pixel verification of dataset images, written to a run folder.
 
-Per image the answer of :func:`onepixel_jax.verification.verify`: robust (no single pixel of
-any colour changes the label), vulnerable (with a checked counterexample) or unknown (a budget
-ran out). The images are those ``onepixel attack`` selects with the same --model, --dataset,
---split and --n-images (the first images the model classifies correctly, in dataset order),
-and --mode targeted draws the same target per image as the attack sweep, so an attack run and a
-verification run can be compared image by image (--compare).
+Per image the answer of opj.verify: robust (no single pixel of any colour changes the
+label), vulnerable (with a checked counterexample) or unknown (a budget ran out). The images
+are those onepixel attack selects with the same --model, --dataset, --split and --n-images
+(the first images the model classifies correctly, in dataset order), and --mode targeted
+draws the same target per image as the attack sweep, so an attack run and a verification run
+can be compared image by image (--compare). See docs/verification.md.
 
-The run folder::
+The run folder:
 
     run.json        configuration, reproducing command, provenance, selected images
     results.jsonl   one JSON record per image (status, counterexample, seconds, boxes, ...)
