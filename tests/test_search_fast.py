@@ -60,3 +60,17 @@ def test_fast_fools_with_a_colour_the_search_phase_cannot_reach(pixels):
     cfg = opj.AttackConfig(strategy=alone, pixels=pixels, popsize=16, max_iters=200,
                            early_stop="success")  # fmt: skip
     assert not opj.attack(key, spot_model, x, y, cfg, progress=False).success.any()
+
+
+def test_an_image_nothing_fools_is_given_up_after_the_colour_phase_stalled():
+    """The stall rule (48 generations) ends the run, not the hand-over (32): an image whose
+    fitness never moves costs exactly 49 generations (the initial one included)."""
+    x, y = blue_images(1), np.zeros(1, np.int32)
+
+    def constant_model(z):
+        return jnp.broadcast_to(jnp.asarray([0.9, 0.1]), (z.shape[0], 2))
+
+    cfg = opj.AttackConfig(strategy="fast", pixels=1, popsize=16, early_stop="success")
+    res = opj.attack(jax.random.key(1), constant_model, x, y, cfg, progress=False)
+    assert not res.success.any()
+    assert int(res.queries[0]) == (48 + 1) * 16 < cfg.popsize * (cfg.max_iters + 1)
