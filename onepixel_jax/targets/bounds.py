@@ -713,18 +713,7 @@ def _run_shift(rd: _Reader, eqn: Eqn, vals: list, step: windows.Step) -> list:
     axes, size = out.axes, out.size
     in_sizes = [rd.plan.cones[var].shape[ax] for ax in axes]
     shift = jnp.asarray(shifts, jnp.int32)
-    params = dict(eqn.params)
-    if eqn.name == "pad":
-        params["padding_config"] = tuple(
-            (0, 0, 0) if a in axes else tuple(c) for a, c in enumerate(params["padding_config"])
-        )
-    else:
-        limit = list(params["limit_indices"])
-        first = list(params["start_indices"])
-        for ax, n in zip(axes, size, strict=True):
-            first[ax], limit[ax] = 0, n
-        params["start_indices"], params["limit_indices"] = tuple(first), tuple(limit)
-    run = eqn._replace(params=params)
+    run = windows.shift_on_window(eqn, axes, size)
     origin = start - shift
     patch = overlay(rd.read(var, origin, size, 0.0), origin, x, axes)
     if eqn.name == "pad":

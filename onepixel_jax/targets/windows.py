@@ -50,6 +50,7 @@ __all__ = [
     "evaluate_one",
     "plan",
     "prepare_one",
+    "shift_on_window",
 ]
 
 
@@ -848,14 +849,9 @@ def _window_params(eqn: Eqn, outs: Sequence[Cone]) -> dict:
     return p
 
 
-def _run_shift(rt: _Runner, eqn: Eqn, vals: list, step: Step) -> list:
-    out, shifts = step.outs[0], step.info[1]
-    starts = rt.starts(out)
-    x, var = vals[0], eqn.ins[0]
-    axes, size = out.axes, out.size
-    in_sizes = [rt.plan.cones[var].shape[ax] for ax in axes]
-    shift = jnp.asarray(shifts, jnp.int32)
-    # The other axes as the operation has them (the spatial ones now cover the window).
+def shift_on_window(eqn: Eqn, axes, size) -> Eqn:
+    """A pad or slice ``eqn`` as it runs on a window: its spatial ``axes`` cover the window
+    (``size``) as they are, the other axes keep the operation's own padding or bounds."""
     params = dict(eqn.params)
     if eqn.name == "pad":
         params["padding_config"] = tuple(
@@ -867,7 +863,17 @@ def _run_shift(rt: _Runner, eqn: Eqn, vals: list, step: Step) -> list:
         for ax, n in zip(axes, size, strict=True):
             start[ax], limit[ax] = 0, n
         params["start_indices"], params["limit_indices"] = tuple(start), tuple(limit)
-    run = eqn._replace(params=params)
+    return eqn._replace(params=params)
+
+
+def _run_shift(rt: _Runner, eqn: Eqn, vals: list, step: Step) -> list:
+    out, shifts = step.outs[0], step.info[1]
+    starts = rt.starts(out)
+    x, var = vals[0], eqn.ins[0]
+    axes, size = out.axes, out.size
+    in_sizes = [rt.plan.cones[var].shape[ax] for ax in axes]
+    shift = jnp.asarray(shifts, jnp.int32)
+    run = shift_on_window(eqn, axes, size)
 
     def one(start):
         origin = start - shift
