@@ -185,7 +185,7 @@ _CAPPED = (
 
 
 def _search_cells() -> tuple[SearchCell, ...]:
-    """The measurements of docs/search.md, one cell per (setting, group of methods)."""
+    """The measurements of docs/search-results.md, one cell per (setting, group of methods)."""
     from onepixel_jax import search
 
     capped = tuple(m for m in _CAPPED if m != "cma-es" or "cma-es" in search.names())

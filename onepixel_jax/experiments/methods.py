@@ -203,7 +203,7 @@ _L0_PRESETS = (
 )
 
 # Variants of fast and Sparse-RS compared on training images when fast's constants were chosen
-# (docs/search.md, "`fast` tuned on training images, judged on test images").
+# (docs/search-results.md, "`fast` tuned on training images, judged on test images").
 _TUNING_PRESETS = (
     _preset(
         "fast-corners",

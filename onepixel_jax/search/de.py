@@ -8,7 +8,7 @@ and each child competes only with its parent (same index). The paper's text keep
 "only if [it is] more fitted" than its parent: ``selection="strict"``. The ``"de"`` strategy's
 default lets a child win ties (``"ties"``, SciPy's rule) and clips out-of-range mutants to the
 box (``bounds="clip"``); SciPy redraws them uniformly (``"redraw"``). The ``"paper"`` preset is
-strict with redraw. Variants (the ablation of docs/search.md):
+strict with redraw. Variants (the ablation of docs/search-results.md):
 
 - ``mutation="best1"``: ``x_best + F * (x_r1 - x_r2)`` (SciPy's default, with crossover);
 - ``mutation="current_to_best1"``: ``x_i + F * (x_best - x_i) + F * (x_r1 - x_r2)``;

@@ -32,7 +32,7 @@ With the stall rule off at ``d = 1`` the colour phase runs to the end of the bud
 is minimised; NaN counts as the worst value.
 
 The constants (:data:`SETTINGS`) were chosen on CIFAR-10 *training* images; the claims of
-``docs/search.md`` are measured on test images (see "`fast` tuned on training images, judged
+``docs/search-results.md`` are measured on test images (see "`fast` tuned on training images, judged
 on test images" there).
 """
 
