@@ -5,6 +5,7 @@
   onepixel experiment defences --root DIR --model M [--pixels 1 3] [--defended NAME ...]
   onepixel experiment report search INPUT ... [--markdown FILE] [--figures DIR]
   onepixel experiment report defences ROOT [--markdown FILE] [--figures DIR]
+  onepixel experiment paired --reference DIR --candidate DIR --out FILE [--stall K]
   onepixel experiment corner-table build|replay ...
   onepixel experiment promote CHECKPOINT_DIR --name NAME
   onepixel experiment evolve --model M --out DIR
@@ -468,6 +469,49 @@ def _report_parser(sub: Any) -> None:
     p.set_defaults(func=errors.command("onepixel experiment report", run_report))
 
 
+def run_paired(args: argparse.Namespace) -> int:
+    import json
+
+    from onepixel_jax.experiments import paired
+    from onepixel_jax.files import write_bytes_atomic
+
+    out = errors.check_output_file(args.out, "--out")
+    reference = paired.load_side(args.reference, args.reference_method, "--reference")
+    candidate = paired.load_side(args.candidate, args.candidate_method, "--candidate")
+    if args.stall is not None:
+        candidate = paired.replayed(candidate, args.stall, args.popsize)
+    result = paired.compare(reference, candidate, args.label)
+    result["sources"] = {
+        "paper": args.reference, "fast": args.candidate, "fast_method": args.candidate_method
+    }  # fmt: skip
+    result["stall_replayed"] = args.stall
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(out, (json.dumps(result, indent=1) + "\n").encode("utf-8"))
+    print(paired.summary_line(result))
+    return 0
+
+
+def _paired_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "paired",
+        help="a method against the paper's DE on the same images, image by image (JSON)",
+    )
+    p.add_argument("--reference", required=True, type=errors.non_empty,
+                   help="run folder of the reference (the paper's DE)")  # fmt: skip
+    p.add_argument("--candidate", required=True, type=errors.non_empty,
+                   help="run folder of the method compared with it (fast)")  # fmt: skip
+    p.add_argument("--reference-method", default=None, help="its method, in a folder of several")
+    p.add_argument("--candidate-method", default=None, help="its method, in a folder of several")
+    p.add_argument("--stall", type=errors.int_at_least(1), default=None,
+                   help="replay the candidate as a stall rule of this many generations would "
+                   "have ended it")  # fmt: skip
+    p.add_argument("--popsize", type=errors.int_at_least(1), default=None,
+                   help="the candidate's popsize (--stall), where its records lack it")  # fmt: skip
+    p.add_argument("--label", default="", help="a label written into the result")
+    p.add_argument("--out", required=True, type=errors.non_empty, help="the JSON file written")
+    p.set_defaults(func=errors.command("onepixel experiment paired", run_paired))
+
+
 def _tools_parsers(sub: Any) -> None:
     c = sub.add_parser(
         "corner-table",
@@ -519,6 +563,7 @@ def register_cli(subparsers: Any) -> None:
     _search_parser(sub)
     _defences_parser(sub)
     _report_parser(sub)
+    _paired_parser(sub)
     _tools_parsers(sub)
 
 
