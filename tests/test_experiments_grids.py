@@ -208,3 +208,19 @@ def test_the_committed_search_table_regenerates_from_the_committed_records():
     committed = (REPO / "benchmarks/results/search/tables.md").read_text()
     tables = [x for x in committed.splitlines() if not x.startswith("![")]
     assert [x for x in text.splitlines() if x.strip()] == [x for x in tables if x.strip()]
+
+
+def test_a_stall_replay_covers_methods_named_with_stall_and_never_replays_a_replay():
+    def row(success, queries, history):
+        return {"success": success, "queries": queries, "popsize": 10, "budget": 100,
+                "history": history}  # fmt: skip
+
+    plateau = [0.9, 0.5] + [0.5] * 8  # no gain after generation 1: a stall of 3 ends it at 4
+    runs = {"setting": {"fast-stall128": {0: row(False, 100, plateau), 1: row(True, 20, [0.9, 0])}}}
+    grid_report.add_replays(runs, replay=[("fast-stall128", 3)])
+    grid_report.add_replays(runs, replay=[("fast-stall128", 3)])  # again: no replay of a replay
+    labels = sorted(runs["setting"])
+    assert labels == ["fast-stall128", "fast-stall128 + stall 3 (replayed)"]
+    replayed = runs["setting"]["fast-stall128 + stall 3 (replayed)"]
+    assert replayed[1]["success"] and replayed[1]["queries"] == 20
+    assert not replayed[0]["success"] and replayed[0]["queries"] < 100

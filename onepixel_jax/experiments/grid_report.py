@@ -185,7 +185,8 @@ def add_replays(
     not) and ``(method, k)`` of ``replay``."""
     for methods in runs.values():
         for method, k in replay:
-            base = [m for m in methods if m.split(" (")[0] == method and "stall" not in m]
+            # every label of the method, capped or not, but not an earlier replay of it
+            base = [m for m in methods if m.split(" (")[0] == method and "(replayed)" not in m]
             for label in base:
                 rows = stall_replayed(methods[label], int(k))
                 if rows is not None:
@@ -364,7 +365,7 @@ def search_report(
             continue
         capped = {k: v for k, v in methods.items() if "cap" in k or "truncated" in k}
         full = {k: v for k, v in methods.items() if k not in capped}
-        measured_cap = any("(cap " in k and "stall" not in k for k in capped)
+        measured_cap = any("(cap " in k and "(replayed)" not in k for k in capped)
         parts = [(full, "")] if full else [(capped, "")]
         if full and measured_cap:
             parts.append((capped, "-capped-runs"))
