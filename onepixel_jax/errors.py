@@ -14,4 +14,11 @@ class UsageError(ValueError):
     """A bad argument, input, path or file, with a message that says what was expected."""
 
 
-__all__ = ["DamagedFileError", "UsageError"]
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): what a
+    one-line error quotes of a model's or a library's own error."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+__all__ = ["DamagedFileError", "UsageError", "first_line"]

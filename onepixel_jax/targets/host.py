@@ -27,7 +27,6 @@ the model and the original error (XLA reports it as an opaque runtime error;
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -39,6 +38,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ..errors import first_line
+from ..provenance import sha256_file
 
 OUTPUTS = ("probs", "logits")
 # Saved PyTorch models load_target opens: torch.export archives, state dicts (--torch-arch).
@@ -306,7 +308,7 @@ class HostTarget:
             out = self.host_fn(x)
         except Exception as err:
             failure = HostModelError(
-                f"{self.name} raised {type(err).__name__}: {_first_line(err)} (on a batch of "
+                f"{self.name} raised {type(err).__name__}: {first_line(err)} (on a batch of "
                 f"{x.shape[0]} inputs of shape {tuple(x.shape[1:])})"
             )
             failure.__cause__ = err
@@ -607,7 +609,7 @@ def check_traceable(predict_fn: Callable, example_batch: Any) -> jax.ShapeDtypeS
         if "Tracer" not in str(err):
             raise
         raise TypeError(
-            f"predict_fn is not JAX-traceable ({type(err).__name__}: {_first_line(err)}): {_HINT}"
+            f"predict_fn is not JAX-traceable ({type(err).__name__}: {first_line(err)}): {_HINT}"
         ) from err
     if isinstance(predict_fn, HostTarget) and not isinstance(example_batch, jax.ShapeDtypeStruct):
         predict_fn.check(np.asarray(example_batch)[:2])
@@ -681,7 +683,7 @@ def _onnx_card(path: Path, target: HostTarget) -> dict:
     card.setdefault("name", path.stem)
     card["format"] = "onnx"
     card["source"] = str(path)
-    card["sha256"] = _sha256(path)
+    card["sha256"] = sha256_file(path)
     shape = target.model_input_shape
     if shape is not None and "input_shape" not in card:
         hwc = shape[1:] if target.layout == "NHWC" else (shape[2], shape[3], shape[1])
@@ -717,7 +719,7 @@ def _onnx_session(path_or_session: Any, providers: Sequence[str] | None) -> tupl
         except Exception as err:  # ORT raises its own pybind types (InvalidProtobuf, Fail, ...)
             raise ValueError(
                 f"path_or_session: {str(path)!r} is not an ONNX model ONNX Runtime can load: "
-                f"{_first_line(err)}"
+                f"{first_line(err)}"
             ) from None
         return session, repr(str(path))
     if all(hasattr(path_or_session, a) for a in ("run", "get_inputs", "get_outputs")):
@@ -800,16 +802,3 @@ def _fmt_shape(shape: Sequence[int | None]) -> str:
         + ", ".join("B" if i == 0 else ("?" if d is None else str(d)) for i, d in enumerate(shape))
         + ")"
     )
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import hashlib
 import importlib
 import io
 import json
@@ -38,6 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..errors import first_line
+from ..provenance import sha256_file
 from . import aten
 
 __all__ = [
@@ -226,10 +227,10 @@ class TorchTarget:
         try:
             self._run(np.ascontiguousarray(x.transpose(axes)))
         except Exception:
-            return f"{self.name} fails on input {given}: {_first_line(err)}"
+            return f"{self.name} fails on input {given}: {first_line(err)}"
         return (
             f"{self.name} fails on input {given} but runs in layout {other!r}: pass "
-            f"layout={other!r} ({_first_line(err)})"
+            f"layout={other!r} ({first_line(err)})"
         )
 
     def _convert(self, shape: tuple[int, ...]) -> _Conversion:
@@ -243,7 +244,7 @@ class TorchTarget:
         except aten.UnsupportedOperator as err:
             reason = str(err)
         except Exception as err:  # torch.export's own errors are of many types
-            reason = f"torch.export failed ({type(err).__name__}: {_first_line(err)})"
+            reason = f"torch.export failed ({type(err).__name__}: {first_line(err)})"
         else:
             diff = _prob_difference(got, expected, self.output)
             if diff <= CHECK_TOLERANCE:
@@ -269,19 +270,6 @@ class TorchTarget:
         if len(x) < 2:  # a batch of one would fix the batch axis at 1
             x = np.concatenate([x, x])
         return aten.export(self.module, torch.tensor(x, device=device))
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_probabilities(out: np.ndarray, name: str) -> None:
@@ -486,7 +474,7 @@ def load_archive(path: str | os.PathLike) -> tuple[Any, dict[str, str]]:
     except Exception as err:
         raise ValueError(
             f"the file is not a torch.export archive torch {torch.__version__} can read: "
-            f"{_first_line(err)}"
+            f"{first_line(err)}"
         ) from None
     return program, {k: str(v) for k, v in extra.items()}
 
@@ -513,7 +501,7 @@ def _check_archive(z: zipfile.ZipFile, names: list[str]) -> None:
                 torch.load(io.BytesIO(z.read(n)), weights_only=True)
             except Exception as err:
                 raise _Refused(
-                    f"its sample inputs are not plain tensors ({_first_line(err)})"
+                    f"its sample inputs are not plain tensors ({first_line(err)})"
                 ) from None
     program = json.loads(z.read(models[0]))
     if program.get("guards_code"):
@@ -571,7 +559,7 @@ def load_state_dict_module(path: str | os.PathLike, arch: str) -> Any:
     except Exception as err:
         raise ValueError(
             "the file is not a state dict torch.load(weights_only=True) can read: "
-            f"{_first_line(err)}"
+            f"{first_line(err)}"
         ) from None
     if isinstance(state, dict) and set(state) == {"state_dict"}:
         state = state["state_dict"]
@@ -598,14 +586,14 @@ def _architecture(arch: str) -> Any:
         for part in attr.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as err:
-        raise ValueError(f"--torch-arch {arch}: cannot import it ({_first_line(err)})") from None
+        raise ValueError(f"--torch-arch {arch}: cannot import it ({first_line(err)})") from None
     if not (isinstance(obj, type) and issubclass(obj, torch.nn.Module)) and not callable(obj):
         raise ValueError(f"--torch-arch {arch} is not a torch.nn.Module class")
     try:
         module = obj()
     except Exception as err:
         raise ValueError(
-            f"--torch-arch {arch}() failed: {type(err).__name__}: {_first_line(err)}"
+            f"--torch-arch {arch}() failed: {type(err).__name__}: {first_line(err)}"
         ) from None
     if not isinstance(module, torch.nn.Module):
         raise ValueError(f"--torch-arch {arch}() is a {type(module).__name__}, not a module")
@@ -649,7 +637,7 @@ def read_file(path: str | os.PathLike, torch_arch: str | None = None) -> tuple[A
         source = load_state_dict_module(path, torch_arch)
         card["format"] = "torch-state-dict"
         card["torch_arch"] = torch_arch
-    card["source"], card["sha256"] = str(path), _sha256(path)
+    card["source"], card["sha256"] = str(path), sha256_file(path)
     keywords = {k: meta[k] for k in ("layout", "scale", "mean", "std", "output") if k in meta}
     keywords.setdefault("output", None)  # None: read off the module's first outputs
     keywords["num_classes"] = card.get("num_classes")
