@@ -79,6 +79,7 @@ def attack(
     *,
     progress: bool | Callable[[dict], None] = True,
     mesh: Any = None,
+    image_keys: Any = None,
 ) -> AttackResult:
     """Few-pixel black-box attack on a batch of images.
 
@@ -98,6 +99,8 @@ def attack(
       mesh: the devices that share the images: ``None`` (all devices), a sequence of devices
         or a ``jax.sharding.Mesh``. Results equal those on one device, bit for bit
         (``docs/scaling.md``).
+      image_keys: ``(N,)`` keys, one per image, instead of ``fold_in(key, i)`` (see
+        :func:`run`): an image's result then does not depend on which images share the call.
     """
     cfg = AttackConfig() if cfg is None else cfg
     if not isinstance(cfg, AttackConfig):
@@ -119,6 +122,7 @@ def attack(
         progress=progress,
         mesh=mesh,
         predict_fn=None if isinstance(predict_fn, Target) else predict_fn,
+        image_keys=image_keys,
     )
 
 

@@ -454,21 +454,9 @@ def _attack(predict_fn, images, labels, targets, keys, cfg):
     """One engine call with per-image keys (the records depend only on the seed, the step and
     the image, not on which images share the call)."""
     from onepixel_jax import runner
-    from onepixel_jax.targets.resolver import resolve
 
-    target = resolve(predict_fn, True, cfg.pixels, cfg.incremental, images.shape[1:])
-    return runner.run(
-        keys[0],
-        target,
-        images,
-        labels,
-        method=cfg.method(),
-        objective=cfg.objective_for(),
-        targets=targets,
-        schedule=cfg.schedule(),
-        progress=False,
-        predict_fn=predict_fn,
-        image_keys=keys,
+    return runner.attack(
+        keys[0], predict_fn, images, labels, cfg, targets, progress=False, image_keys=keys
     )
 
 
