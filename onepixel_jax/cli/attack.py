@@ -51,17 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "by import path (e.g. mypkg.nets:Net; built with no arguments; weights read with "
         "torch.load(weights_only=True))",
     )
-    p.add_argument("--dataset", required=True, help="cifar10, mnist, digits, imagenet-sample")
-    p.add_argument("--split", default="test", help="dataset split (default: test)")
-    p.add_argument("--data-dir", default=None, type=errors.non_empty, help="dataset folder")
-    p.add_argument(
-        "--download",
-        action="store_true",
-        help="download the dataset if it is not found locally (never done otherwise)",
-    )
-    p.add_argument(
-        "--n-images", type=errors.int_at_least(1), default=100, help="images (default: 100)"
-    )
+    errors.add_image_flags(p)
     p.add_argument(
         "--pixels",
         type=pixels_arg,

@@ -245,6 +245,21 @@ class ArgumentParser(argparse.ArgumentParser):
 # "argument --flag: MESSAGE".
 
 
+def add_image_flags(p: argparse.ArgumentParser) -> None:
+    """The flags that choose a command's images, shared by ``attack`` and ``verify`` so that
+    the same values pick the same images: ``--dataset``, ``--split``, ``--data-dir``,
+    ``--download`` and ``--n-images``."""
+    p.add_argument("--dataset", required=True, help="cifar10, mnist, digits, imagenet-sample")
+    p.add_argument("--split", default="test", help="dataset split (default: test)")
+    p.add_argument("--data-dir", default=None, type=non_empty, help="dataset folder")
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="download the dataset if it is not found locally (never done otherwise)",
+    )
+    p.add_argument("--n-images", type=int_at_least(1), default=100, help="images (default: 100)")
+
+
 def seed(text: str) -> int:
     """A random seed: an integer in [0, 2**32)."""
     try:
