@@ -159,6 +159,8 @@ def evolve_sharded(problem: engine.Problem, *, target, plan, reporter=None, mesh
     n = problem.images.shape[0]
     devices = list(mesh.devices.flat)
     layout = share_layout(n, len(devices))
+    # Images from `count` on are padding: each device starts only its real ones.
+    counts = share_layout(int(problem.count), len(devices)).counts
     flat = layout.order.reshape(-1)
     src = np.minimum(flat, n - 1)  # padding repeats the last image; it is never started
     sharded = NamedSharding(mesh, P(tuple(mesh.axis_names)))
@@ -172,7 +174,7 @@ def evolve_sharded(problem: engine.Problem, *, target, plan, reporter=None, mesh
 
     if reporter is not None and jax.process_count() > 1:
         mine = [k for k, d in enumerate(devices) if d.process_index == jax.process_index()]
-        reporter.num_images = int(layout.counts[mine].sum())  # this process's share
+        reporter.num_images = int(counts[mine].sum())  # this process's share
     local_plan = device_plan(plan, layout.per_device)
     shares = None if reporter is None else progress_lib.SumOfShares(reporter)
     with progress_lib.open_channel(shares) as channel:
@@ -181,7 +183,7 @@ def evolve_sharded(problem: engine.Problem, *, target, plan, reporter=None, mesh
             images=split(problem.images),
             labels=split(problem.labels),
             targets=split(problem.targets),
-            count=_global_array(layout.counts, sharded),
+            count=_global_array(counts, sharded),
             method=everywhere(problem.method),
             objective=everywhere(problem.objective),
             channel=_global_array(np.int32(channel), replicated),

@@ -80,6 +80,7 @@ def attack(
     progress: bool | Callable[[dict], None] = True,
     mesh: Any = None,
     image_keys: Any = None,
+    count: int | None = None,
 ) -> AttackResult:
     """Few-pixel black-box attack on a batch of images.
 
@@ -101,6 +102,7 @@ def attack(
         (``docs/scaling.md``).
       image_keys: ``(N,)`` keys, one per image, instead of ``fold_in(key, i)`` (see
         :func:`run`): an image's result then does not depend on which images share the call.
+      count: attack only the first ``count`` images (``None``: all ``N``); see :func:`run`.
     """
     cfg = AttackConfig() if cfg is None else cfg
     if not isinstance(cfg, AttackConfig):
@@ -123,6 +125,7 @@ def attack(
         mesh=mesh,
         predict_fn=None if isinstance(predict_fn, Target) else predict_fn,
         image_keys=image_keys,
+        count=count,
     )
 
 
@@ -161,6 +164,7 @@ def run(
     mesh: Any = None,
     predict_fn: PredictFn | None = None,
     image_keys: Any = None,
+    count: int | None = None,
 ) -> AttackResult:
     """The attack from built objects: a search ``method`` (:func:`onepixel_jax.search.make`),
     a ``target`` (:func:`onepixel_jax.targets.resolver.resolve`, or your own
@@ -171,17 +175,22 @@ def run(
     checked up front); otherwise the target does. ``image_keys`` ``(N,)`` (key data or typed
     keys) gives each image its own key instead of ``fold_in(key, i)``: the sweep uses it to
     hand the engine several chunks at once with the keys each chunk would have had.
+
+    ``count`` (``None``: all ``N``) attacks only the first ``count`` images; the others are
+    padding that keeps the compiled shape of a larger call (the sweep's last chunk): no model
+    call is spent on them, and their rows of the result are the clean image, pixels ``-1``,
+    the clean probabilities, zero queries and ``success`` False.
     """
     with surface_host_errors():  # a host model that raises: one line naming it
         return _run(
             key, target, images, labels, method, objective, targets, schedule, progress, mesh,
-            predict_fn, image_keys,
+            predict_fn, image_keys, count,
         )  # fmt: skip
 
 
 def _run(
     key, target, images, labels, method, objective, targets, schedule, progress, mesh,
-    predict_fn, image_keys,
+    predict_fn, image_keys, count,
 ) -> AttackResult:  # fmt: skip
     started = time.perf_counter()
     compile_cache.enable()
@@ -195,6 +204,7 @@ def _run(
     mesh = distributed.resolve_mesh(mesh)  # None: one device, the loop runs as is
     arr, has_channel = _check_images(images)
     n = arr.shape[0]
+    count = _check_count(count, n)
     labels = _check_classes("labels", labels, n)
     if objective.targeted:
         if targets is None:
@@ -249,15 +259,15 @@ def _run(
         keys = _check_image_keys(image_keys, n)
     reporter = None
     if progress is True:
-        reporter = progress_lib.ProgressReporter(n, method.budget)
+        reporter = progress_lib.ProgressReporter(count, method.budget)
     elif callable(progress):
-        reporter = progress_lib.ProgressReporter(n, method.budget, sink=progress)
+        reporter = progress_lib.ProgressReporter(count, method.budget, sink=progress)
     problem = engine.Problem(
         keys=jax.random.key_data(keys),
         images=x,
         labels=jnp.asarray(labels),
         targets=jnp.asarray(targets if targets is not None else labels),
-        count=jnp.int32(n),
+        count=jnp.int32(count),
         method=method,
         objective=objective,
         channel=jnp.int32(0),
@@ -282,16 +292,23 @@ def _run(
         final = {"probs": predict_in_batches(predict_fn, view(adv), chunk)}
     check_probs(final["probs"], n)
     tgt = targets if targets is not None else labels
-    success = np.asarray(objective.verdict(final, jnp.asarray(labels), jnp.asarray(tgt)))
-    adv_np = np.asarray(adv)
+    success = np.array(objective.verdict(final, jnp.asarray(labels), jnp.asarray(tgt)), bool)
+    adv_np = np.array(adv)
+    pix_np = np.array(pix, np.int32)
+    probs = np.array(final["probs"], np.float32)
+    if count < n:  # padding rows: never attacked
+        adv_np[count:] = np.asarray(x[count:])
+        pix_np[count:] = -1
+        probs[count:] = np.asarray(original["probs"][count:], np.float32)
+        success[count:] = False
     if not has_channel:
         adv_np = adv_np[..., 0]
     return AttackResult(
         adversarial=adv_np.astype(arr.dtype),
-        pixels=np.asarray(pix, np.int32),
-        success=np.asarray(success, bool),
+        pixels=pix_np,
+        success=success,
         queries=np.asarray(rounds, np.int64) * method.popsize,
-        probs=np.asarray(final["probs"], np.float32),
+        probs=probs,
         original_probs=np.asarray(original["probs"], np.float32),
         fitness_history=np.asarray(history, np.float32),
         labels=labels,
@@ -364,6 +381,14 @@ def _check_key(key: Any) -> jax.Array:
         "key must be a JAX PRNG key such as jax.random.key(0), "
         f"got {type(key).__name__} with shape {getattr(arr, 'shape', None)}"
     )
+
+
+def _check_count(count: Any, n: int) -> int:
+    if count is None:
+        return n
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 0 <= count <= n:
+        raise ValueError(f"count must be an int in [0, N = {n}] (images attacked), got {count!r}")
+    return int(count)
 
 
 def _check_image_keys(keys: Any, n: int) -> jax.Array:

@@ -46,7 +46,7 @@ def _reference(n: int, targeted: bool) -> dict:
     return _run_case(n, targeted)
 
 
-def _run_case(n: int, targeted: bool, mesh=None, progress=False) -> dict:
+def _run_case(n: int, targeted: bool, mesh=None, progress=False, count=None) -> dict:
     import jax
     from test_engine import red_needle_model
 
@@ -62,6 +62,7 @@ def _run_case(n: int, targeted: bool, mesh=None, progress=False) -> dict:
         targets=targets,
         progress=progress,
         mesh=mesh,
+        count=count,
     )
     out = {f: np.asarray(getattr(res, f)).tolist() for f in FIELDS}
     out["model_evaluations"] = res.model_evaluations
@@ -164,6 +165,13 @@ def test_four_forced_host_devices_give_the_records_of_one_device():
         assert got[name]["progress"]["images_done"] == n
         assert got[name]["progress"]["evaluations"] == sum(ref["queries"])
     assert got["digits-cnn"] == []  # fields that differ between one and four devices
+    # count=5 of 7 images (the sweep's padded last chunk): the padding is never started
+    ref, part = refs[(7, False)], got["7-count5"]
+    for f in FIELDS:
+        assert part[f][:5] == ref[f][:5], f
+    assert part["queries"][5:] == [0, 0]
+    assert part["progress"]["images_done"] == 5
+    assert part["progress"]["evaluations"] == sum(ref["queries"][:5])
 
 
 def test_two_processes_under_jax_distributed_give_the_records_of_one_process(tmp_path):
@@ -195,6 +203,9 @@ def _devices_main() -> None:
         stats: list[dict] = []
         out[f"{n}-{targeted}"] = _run_case(n, targeted, progress=stats.append)
         out[f"{n}-{targeted}"]["progress"] = stats[-1]
+    stats = []
+    out["7-count5"] = _run_case(7, False, progress=stats.append, count=5)
+    out["7-count5"]["progress"] = stats[-1]
     # A real CNN (the committed digits-cnn), one device against four, in this process.
     predict_fn, _ = opj.models.load("digits-cnn")
     images, labels, _ = opj.data.load("digits", "test", limit=6)

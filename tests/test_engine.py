@@ -316,6 +316,29 @@ def test_compaction_spends_no_model_call_on_finished_images_and_changes_nothing(
     assert a.model_evaluations > a.queries.sum()  # without compaction slots idle in calls
 
 
+def test_count_attacks_only_the_first_images_and_spends_nothing_on_the_padding():
+    """``count=k``: rows below ``k`` equal the attack of all rows; the padding rows cost no
+    model call and come back clean, pixels -1, zero queries, not successful."""
+    rng = np.random.default_rng(12)
+    images = rng.integers(90, 140, (7, H, W, 3)).astype(np.uint8)
+    labels = np.zeros(7, np.int32)
+    cfg = opj.AttackConfig(popsize=12, max_iters=15, early_stop="success", batch_size=4,
+                           call_size=12)  # fmt: skip
+    full = opj.attack(jax.random.key(5), red_needle_model, images, labels, cfg, progress=False)
+    part = opj.attack(
+        jax.random.key(5), red_needle_model, images, labels, cfg, progress=False, count=4
+    )
+    for f in ("pixels", "success", "queries", "fitness_history", "probs", "adversarial"):
+        np.testing.assert_array_equal(getattr(part, f)[:4], getattr(full, f)[:4])
+    assert part.model_evaluations == part.queries[:4].sum() < full.model_evaluations
+    assert (part.queries[4:] == 0).all() and (part.pixels[4:] == -1).all()
+    assert not part.success[4:].any()
+    np.testing.assert_array_equal(part.adversarial[4:], images[4:])
+    np.testing.assert_array_equal(part.probs[4:], part.original_probs[4:])
+    with pytest.raises(ValueError, match=r"count must be an int in \[0, N = 7\]"):
+        opj.attack(jax.random.key(5), red_needle_model, images, labels, cfg, count=8)
+
+
 @pytest.mark.parametrize("batch_size", [1, 3, 7])
 def test_results_do_not_depend_on_batch_size_at_a_fixed_call_size(batch_size):
     """Every model call carries one slot (call_size = popsize), so only the number of calls

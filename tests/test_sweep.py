@@ -7,6 +7,7 @@ nothing in the package is patched.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 
@@ -90,6 +91,43 @@ def records_without_timing(out):
     for r in recs:
         r.pop("seconds")
     return recs
+
+
+class PaddingAwareEngine(CountingEngine):
+    """A counting engine that takes ``count`` (passes it on when ``use_count``), runs each
+    slot in its own model call (``call_size`` = popsize, so idle slots cost nothing) and sums
+    the model evaluations it spends."""
+
+    def __init__(self, use_count: bool = True):
+        super().__init__()
+        self.use_count = use_count
+        self.counts: list = []
+        self.evaluations = 0
+
+    def __call__(self, key, predict_fn, images, labels, cfg, targets=None, progress=False,
+                 count=None):  # fmt: skip
+        self.counts.append(count)
+        cfg = dataclasses.replace(cfg, call_size=cfg.popsize)
+        res = super().__call__(
+            key, predict_fn, images, labels, cfg, targets=targets, progress=progress,
+            count=count if self.use_count else None,
+        )  # fmt: skip
+        self.evaluations += res.model_evaluations
+        return res
+
+
+def test_padding_of_the_last_chunk_costs_no_model_call_and_changes_no_record(tmp_path):
+    """5 images in chunks of 2: the last chunk holds 1 image and 1 padding row. An engine
+    taking ``count`` attacks only the image: every evaluation it spends is one a record
+    counts, and the records equal those of the same engine attacking the padding copy too."""
+    cfg = config(early_stop="success", max_iters=6)
+    aware, copies = PaddingAwareEngine(), PaddingAwareEngine(use_count=False)
+    sweep(tmp_path / "aware", cfg, engine=aware)
+    sweep(tmp_path / "copies", cfg, engine=copies)
+    assert aware.counts[-1] == 1 and aware.counts[:-1] == [None] * (len(aware.counts) - 1)
+    assert records_without_timing(tmp_path / "aware") == records_without_timing(tmp_path / "copies")
+    recs = run_folder.read_records(tmp_path / "aware")
+    assert aware.evaluations == sum(r["queries"] for r in recs) < copies.evaluations
 
 
 def test_untargeted_sweep_records_rebuild_adversarials_and_report(tmp_path):

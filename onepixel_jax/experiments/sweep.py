@@ -24,6 +24,7 @@ the config's ``popsize`` and ``max_iters`` unless ``own_budgets`` gives each its
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -513,10 +514,21 @@ def make_records(
     return out
 
 
+def _takes_count(engine: Callable) -> bool:
+    """Whether ``engine`` has a ``count`` keyword (the images it attacks; the rest is padding)."""
+    try:
+        return "count" in inspect.signature(engine).parameters
+    except (TypeError, ValueError):  # no signature (a builtin or an odd callable)
+        return False
+
+
 def _attack_rows(engine, key, predict_fn, images, rows, chunk, num_classes, mode, cfg, progress):
     """One engine call on ``rows``, padded to the full chunk so every call has one shape.
 
-    ``progress`` goes to the engine (False, or a callable receiving per-generation stats)."""
+    The padding repeats the last row; an engine that takes ``count`` (:func:`onepixel_jax.
+    attack` does) attacks only the real rows, so the padding costs no model call; another
+    engine attacks the copies too. ``progress`` goes to the engine (False, or a callable
+    receiving per-generation stats)."""
     per_image = 1 if mode != "all-targets" else num_classes - 1
     full = chunk * per_image
     idx = [r[1] for r in rows]
@@ -526,6 +538,7 @@ def _attack_rows(engine, key, predict_fn, images, rows, chunk, num_classes, mode
     if pad > 0:  # repeat the last row; padded results are discarded
         idx, lab, tgt = idx + idx[-1:] * pad, lab + lab[-1:] * pad, tgt + tgt[-1:] * pad
     targets = None if mode == "untargeted" else np.asarray(tgt, np.int32)
+    extra = {"count": len(rows)} if pad > 0 and _takes_count(engine) else {}
     result = engine(
         key,
         predict_fn,
@@ -534,6 +547,7 @@ def _attack_rows(engine, key, predict_fn, images, rows, chunk, num_classes, mode
         cfg,
         targets=targets,
         progress=progress,
+        **extra,
     )
     if pad > 0:
         keep = len(rows)
