@@ -173,3 +173,40 @@ def test_a_ladder_from_the_command_line_resumes_and_reports(tmp_path, capsys):
     (out / l0.TABLE).unlink()
     assert main(["report", str(out)]) == 0
     assert (out / l0.TABLE).exists() and (out / l0.FIGURE).exists()
+
+
+class Engine:
+    """The ladder's engine with ``count`` passed on (or not) and the model evaluations summed;
+    each slot runs in its own model call, so idle slots cost nothing."""
+
+    def __init__(self, use_count: bool):
+        self.use_count, self.evaluations, self.counts = use_count, 0, []
+
+    def __call__(self, predict_fn, images, labels, targets, keys, cfg, count=None):
+        import dataclasses
+
+        from onepixel_jax import runner
+
+        self.counts.append(count)
+        res = runner.attack(
+            keys[0], predict_fn, images, labels, dataclasses.replace(cfg, call_size=cfg.popsize),
+            targets, progress=False, image_keys=keys, count=count if self.use_count else None,
+        )  # fmt: skip
+        self.evaluations += res.model_evaluations
+        return res
+
+
+def test_the_ladder_spends_no_model_call_on_padding(tmp_path):
+    """Later steps attack only the images not yet fooled, padded to the chunk: with ``count``
+    the padding is never started, and the records are those of attacking the copies too."""
+    x, y = dataset()
+    aware, copies = Engine(True), Engine(False)
+    l0.run_l0(config(), tmp_path / "aware", white_count_model, x, y, attack_fn=aware)
+    l0.run_l0(config(), tmp_path / "copies", white_count_model, x, y, attack_fn=copies)
+    strip = lambda r: {k: v for k, v in r.items() if k != "seconds"}  # noqa: E731
+    recs = run_folder.load_run(tmp_path / "aware")[1]
+    assert [strip(r) for r in recs] == [
+        strip(r) for r in run_folder.load_run(tmp_path / "copies")[1]
+    ]
+    assert any(c is not None for c in aware.counts)  # some call was padded
+    assert aware.evaluations == sum(r["queries"] for r in recs) < copies.evaluations

@@ -49,6 +49,7 @@ from onepixel_jax.errors import UsageError
 from onepixel_jax.experiments import run_folder
 from onepixel_jax.experiments.lock import RunFolderLock
 from onepixel_jax.experiments.selection import select_images, targets_for
+from onepixel_jax.experiments.sweep import takes_count
 
 LADDER = (1, 2, 3, 5, 10, 20)
 L0 = "l0"  # the run.json field describing the ladder
@@ -450,14 +451,15 @@ def _rounded(values) -> list:
     return np.round(np.asarray(values, np.float64), 7).tolist()
 
 
-def _attack(predict_fn, images, labels, targets, keys, cfg):
+def _attack(predict_fn, images, labels, targets, keys, cfg, count=None):
     """One engine call with per-image keys (the records depend only on the seed, the step and
-    the image, not on which images share the call)."""
+    the image, not on which images share the call); only the first ``count`` are attacked."""
     from onepixel_jax import runner
 
     return runner.attack(
-        keys[0], predict_fn, images, labels, cfg, targets, progress=False, image_keys=keys
-    )
+        keys[0], predict_fn, images, labels, cfg, targets, progress=False, image_keys=keys,
+        count=count,
+    )  # fmt: skip
 
 
 def run_l0(
@@ -590,7 +592,8 @@ def _carried(label: str, d: int, row, before: dict) -> dict:
 
 def _attack_part(config, cfg, d, part, images, predict_fn, attack_fn, step_key, label) -> list:
     """Attack ``part`` (rows with their previous step's record) at step ``d``; padded to the
-    chunk size so that every call of a step has one shape."""
+    chunk size so that every call of a step has one shape (an ``attack_fn`` taking ``count``
+    spends no model call on the padding)."""
     n = len(part)
     pad = config.chunk_size - n
     padded = part + part[-1:] * pad
@@ -609,7 +612,8 @@ def _attack_part(config, cfg, d, part, images, predict_fn, attack_fn, step_key, 
         np.asarray([row[1] for row, _ in padded], np.int32)
     )
     t0 = time.perf_counter()
-    result = attack_fn(predict_fn, start, labels, targets, keys, cfg)
+    extra = {"count": n} if pad > 0 and takes_count(attack_fn) else {}
+    result = attack_fn(predict_fn, start, labels, targets, keys, cfg, **extra)
     seconds = (time.perf_counter() - t0) / max(n, 1)
     recs = []
     for i, (row, before) in enumerate(part):

@@ -514,7 +514,7 @@ def make_records(
     return out
 
 
-def _takes_count(engine: Callable) -> bool:
+def takes_count(engine: Callable) -> bool:
     """Whether ``engine`` has a ``count`` keyword (the images it attacks; the rest is padding)."""
     try:
         return "count" in inspect.signature(engine).parameters
@@ -538,7 +538,7 @@ def _attack_rows(engine, key, predict_fn, images, rows, chunk, num_classes, mode
     if pad > 0:  # repeat the last row; padded results are discarded
         idx, lab, tgt = idx + idx[-1:] * pad, lab + lab[-1:] * pad, tgt + tgt[-1:] * pad
     targets = None if mode == "untargeted" else np.asarray(tgt, np.int32)
-    extra = {"count": len(rows)} if pad > 0 and _takes_count(engine) else {}
+    extra = {"count": len(rows)} if pad > 0 and takes_count(engine) else {}
     result = engine(
         key,
         predict_fn,
