@@ -6,7 +6,10 @@ device ``i % D``), each device gets a padded block of ``ceil(N / D)`` images and
 engine's public single-share loop (:func:`onepixel_jax.engine.evolve_impl`) on it inside
 ``jax.shard_map``, with its own queue and slots: the loop has no collective, so no device
 waits for another per generation. Padding images are never started (the block's ``count``
-stops the queue), so they cost no model call. Results are gathered once, at the end.
+stops the queue), so they cost no model call. Results are gathered once, at the end. With
+progress on, one process runs the sharded loop in segments of generations (each device's carry
+stays on it; two numbers per device come back between segments), so the compiled loop holds
+no host callback; several processes report from inside the loop instead.
 
 Results equal those of one device bit for bit: image ``i`` still draws its randomness from
 ``fold_in(key, i)`` with ``i`` its index in the call (the share carries that index), and every
@@ -26,6 +29,7 @@ Fitness is minimised (see :mod:`onepixel_jax.objective`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -149,6 +153,97 @@ def _evolve_shards_impl(problem, *, target, plan, mesh):
 _evolve_shards = jax.jit(_evolve_shards_impl, static_argnames=("target", "plan", "mesh"))
 
 
+def _problem_specs(problem, mesh):
+    spec = P(tuple(mesh.axis_names))
+    replicated = jax.tree_util.tree_map(lambda _: P(), (problem.method, problem.objective))
+    return spec, engine.Problem(
+        keys=spec,
+        images=spec,
+        labels=spec,
+        targets=spec,
+        count=spec,
+        method=replicated[0],
+        objective=replicated[1],
+        channel=P(),
+        device=spec,
+    )
+
+
+def _local(problem):
+    return problem._replace(count=problem.count[0], device=problem.device[0])
+
+
+def _stacked(tree):  # one device's carry -> a leading axis of length 1 (the mesh's)
+    return jax.tree_util.tree_map(lambda a: a[None], tree)
+
+
+def _unstacked(tree):
+    return jax.tree_util.tree_map(lambda a: a[0], tree)
+
+
+def _start_shards_impl(problem, *, target, plan, mesh):
+    spec, specs = _problem_specs(problem, mesh)
+
+    def local(problem):
+        return _stacked(engine.initial_state(_local(problem), target=target, plan=plan))
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(specs,), out_specs=spec, check_vma=False)(
+        problem
+    )
+
+
+def _advance_shards_impl(st, problem, steps, *, target, plan, mesh):
+    """Up to ``steps`` generations on every device; returns the carry and each device's
+    ``(images done, generations run)`` ``(D, 2)``."""
+    spec, specs = _problem_specs(problem, mesh)
+
+    def local(st, problem, steps):
+        pr = _local(problem)
+        st = engine.run_loop(_unstacked(st), pr, target=target, plan=plan, steps=steps)
+        return _stacked(st), engine.status(st, pr.images.shape[0])[None]
+
+    return jax.shard_map(
+        local, mesh=mesh, in_specs=(spec, specs, P()), out_specs=(spec, spec), check_vma=False
+    )(st, problem, steps)
+
+
+def _outcome_shards_impl(st, *, mesh):
+    spec = P(tuple(mesh.axis_names))
+
+    def local(st):
+        out = engine.outcome(_unstacked(st))
+        return out.genes, out.history, out.rounds, out.slots_evaluated[None]
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(spec,), out_specs=(spec,) * 4,
+                         check_vma=False)(st)  # fmt: skip
+
+
+_start_shards = jax.jit(_start_shards_impl, static_argnames=("target", "plan", "mesh"))
+_advance_shards = jax.jit(_advance_shards_impl, static_argnames=("target", "plan", "mesh"))
+_outcome_shards = jax.jit(_outcome_shards_impl, static_argnames=("mesh",))
+
+
+def _evolve_in_segments(problem, *, target, plan, mesh, reporter, total: int):
+    """The sharded loop in segments of generations (as :func:`engine.evolve_in_segments` on
+    one device): the carry stays on the devices; between segments only each device's two
+    status numbers come back for the progress report, so the compiled loop holds no host
+    callback."""
+    p = problem.method.popsize
+    per_step = plan.slots * p * len(mesh.devices.flat)
+    st = _start_shards(problem, target=target, plan=plan, mesh=mesh)
+    steps = 1
+    while True:
+        t0 = time.perf_counter()
+        st, stat = _advance_shards(st, problem, jnp.int32(steps), target=target, plan=plan,
+                                   mesh=mesh)  # fmt: skip
+        done, rounds = (int(v) for v in np.asarray(stat).sum(axis=0))
+        reporter.update(done, rounds * p, per_step)
+        if done >= total:
+            return _outcome_shards(st, mesh=mesh)
+        took = time.perf_counter() - t0
+        steps = max(1, min(steps * 4, int(steps * engine.SEGMENT_SECONDS / max(took, 1e-3))))
+
+
 def evolve_sharded(problem: engine.Problem, *, target, plan, reporter=None, mesh: Mesh):
     """:func:`onepixel_jax.engine.evolve` over the devices of ``mesh``.
 
@@ -176,7 +271,12 @@ def evolve_sharded(problem: engine.Problem, *, target, plan, reporter=None, mesh
         mine = [k for k, d in enumerate(devices) if d.process_index == jax.process_index()]
         reporter.num_images = int(counts[mine].sum())  # this process's share
     local_plan = device_plan(plan, layout.per_device)
-    shares = None if reporter is None else progress_lib.SumOfShares(reporter)
+    # One process reports between segments (no host callback in the loop); several
+    # processes report from inside the loop, each its own devices' share.
+    segments = reporter is not None and jax.process_count() == 1
+    if segments:
+        local_plan = local_plan._replace(progress=False)
+    shares = None if reporter is None or segments else progress_lib.SumOfShares(reporter)
     with progress_lib.open_channel(shares) as channel:
         local_problem = engine.Problem(
             keys=split(problem.keys),
@@ -189,7 +289,16 @@ def evolve_sharded(problem: engine.Problem, *, target, plan, reporter=None, mesh
             channel=_global_array(np.int32(channel), replicated),
             device=_global_array(np.arange(len(devices), dtype=np.int32), sharded),
         )
-        out = _evolve_shards(local_problem, target=target, plan=local_plan, mesh=mesh)
+        if segments:
+            try:
+                out = _evolve_in_segments(
+                    local_problem, target=target, plan=local_plan, mesh=mesh,
+                    reporter=reporter, total=int(counts.sum()),
+                )  # fmt: skip
+            finally:
+                reporter.close()
+        else:
+            out = _evolve_shards(local_problem, target=target, plan=local_plan, mesh=mesh)
         genes, history, rounds, carried = (_host_value(a) for a in out)
     real = flat < n
     where = flat[real]

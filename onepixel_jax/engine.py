@@ -48,8 +48,8 @@ class Plan(NamedTuple):
         in calls of this many slots covering its busy slots, instead of one full call (``0``:
         off). :func:`tail_slots` picks it from ``call_slots``.
       progress: report per generation to the problem's progress channel from inside the
-        loop (a host callback; the sharded loop uses it). One device reports between
-        segments instead (:func:`evolve_in_segments`).
+        loop (a host callback; the sharded loop of a multi-process run uses it). One process
+        reports between segments instead (:func:`evolve_in_segments`).
       key_impl: the PRNG implementation of ``Problem.keys`` (``jax.random.key_impl``).
     """
 

@@ -165,6 +165,7 @@ def test_four_forced_host_devices_give_the_records_of_one_device():
         assert got[name]["progress"]["images_done"] == n
         assert got[name]["progress"]["evaluations"] == sum(ref["queries"])
     assert got["digits-cnn"] == []  # fields that differ between one and four devices
+    assert got["callbacks"] == 0  # progress came between segments, not from inside the loop
     # count=5 of 7 images (the sweep's padded last chunk): the padding is never started
     ref, part = refs[(7, False)], got["7-count5"]
     for f in FIELDS:
@@ -198,6 +199,10 @@ def _devices_main() -> None:
     import onepixel_jax as opj
 
     assert len(jax.devices()) == 4, jax.devices()
+    from onepixel_jax import progress as progress_lib
+
+    callbacks = []  # host callbacks from inside the compiled loop (there must be none)
+    progress_lib.report = lambda *a: callbacks.append(a)
     out = {}
     for n, targeted in CASES:
         stats: list[dict] = []
@@ -214,6 +219,7 @@ def _devices_main() -> None:
         opj.attack(jax.random.key(2), predict_fn, images, labels, cfg, progress=False, mesh=m)
         for m in (jax.devices()[:1], None)
     ]
+    out["callbacks"] = len(callbacks)
     out["digits-cnn"] = [f for f in FIELDS if not np.array_equal(*(getattr(r, f) for r in runs))]
     print("RESULT " + json.dumps(out), flush=True)
 
