@@ -51,19 +51,6 @@ def nonlinear_inputs(graph: Graph) -> list[tuple[int, str]]:
     return out
 
 
-def prune(graph: Graph, outputs: list[int]) -> Graph:
-    """``graph`` computing only ``outputs`` (the equations after them dropped)."""
-    need, keep = set(outputs), []
-    for i in range(len(graph.eqns) - 1, -1, -1):
-        e = graph.eqns[i]
-        if any(v in need for v in e.outs):
-            keep.append(i)
-            need.update(a for a in e.ins if isinstance(a, int))
-    eqns = tuple(graph.eqns[i] for i in sorted(keep))
-    consts = {v: x for v, x in graph.consts.items() if v in need}
-    return Graph(graph.inputs, tuple(outputs), consts, eqns, graph.avals)
-
-
 def pixel_lin(image: np.ndarray, row: int, col: int) -> bounds.Lin:
     """The full input of ``image`` ``(1, H, W, C)`` with pixel ``(row, col)`` the cube."""
     c = image.shape[-1]
@@ -83,7 +70,7 @@ def measure(name: str, dataset: str, n_images: int, n_positions: int, seed: int)
     graph = interpret.trace(fn, jax.ShapeDtypeStruct((1, h, w, c), jnp.float32))
     found = nonlinear_inputs(graph)
     pre = [v for v, _ in found]
-    trunc = prune(graph, pre)
+    trunc = interpret.prune(graph, pre)
     bound_fn = jax.jit(lambda lin: [bounds.bounds_of(o) for o in bounds.propagate(trunc, [lin])])
     concrete = jax.jit(
         jax.vmap(lambda x: interpret.walk(trunc, [x], interpret.concrete_domain())[0])

@@ -305,20 +305,6 @@ def _linear_tail(graph: Graph, out: int, dep: set[int], limit: int = 8):
     return tuple(sorted(frontier)), tail
 
 
-def _prune(graph: Graph, outputs: Sequence[int]) -> Graph:
-    """``graph`` computing only ``outputs`` (dead equations dropped)."""
-    need = {v for v in outputs if isinstance(v, int)}
-    keep = []
-    for i in range(len(graph.eqns) - 1, -1, -1):
-        e = graph.eqns[i]
-        if any(v in need for v in e.outs):
-            keep.append(i)
-            need.update(a for a in e.ins if isinstance(a, int))
-    eqns = tuple(graph.eqns[i] for i in sorted(keep))
-    consts = {v: c for v, c in graph.consts.items() if v in need}
-    return Graph(graph.inputs, tuple(outputs), consts, eqns, graph.avals)
-
-
 def _tail_fn(graph: Graph, cuts: Sequence[int], tail: set[int], out: int, dep: set[int]):
     """The affine map from the cut variables to ``out`` as a function of arrays."""
 
@@ -436,7 +422,7 @@ def prepare_model(
         cuts, tail = (logits_var,), set()  # the identity tail: always sound
         tail_fn = _tail_fn(graph, cuts, tail, logits_var, dep)
         jac, offset = _tail_jacobian(tail_fn, [graph.shape(logits_var)])
-    pruned = _prune(graph, cuts)
+    pruned = interpret.prune(graph, cuts)
     plan = windows.plan(pruned, 1, max_fraction)
     prepared = PreparedModel(
         pruned,

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import jax
 from jax.extend import core as jcore
 
-__all__ = ["Domain", "Eqn", "Graph", "Lit", "apply", "concrete_domain", "trace", "walk"]
+__all__ = ["Domain", "Eqn", "Graph", "Lit", "apply", "concrete_domain", "prune", "trace", "walk"]
 
 
 class Lit(NamedTuple):
@@ -72,6 +72,20 @@ class Graph(NamedTuple):
         if isinstance(atom, Lit):
             return jax.numpy.result_type(atom.value)
         return self.avals[atom].dtype
+
+
+def prune(graph: Graph, outputs: Sequence[Atom]) -> Graph:
+    """``graph`` computing only ``outputs`` (the equations none of them needs dropped)."""
+    need = {v for v in outputs if isinstance(v, int)}
+    keep = []
+    for i in range(len(graph.eqns) - 1, -1, -1):
+        e = graph.eqns[i]
+        if any(v in need for v in e.outs):
+            keep.append(i)
+            need.update(a for a in e.ins if isinstance(a, int))
+    eqns = tuple(graph.eqns[i] for i in sorted(keep))
+    consts = {v: c for v, c in graph.consts.items() if v in need}
+    return Graph(graph.inputs, tuple(outputs), consts, eqns, graph.avals)
 
 
 # Primitives whose sub-jaxpr is inlined, and the parameter that holds it.
