@@ -265,6 +265,10 @@ def test_cli_writes_a_run_folder_resumes_grows_and_compares(tmp_path, capsys):
     assert de["attacked"] == 4 and de["fooled_robust"] == 0
     assert de["fooled"] + de["missed_vulnerable"] == counts["vulnerable"]
     assert "| de | 4 |" in (out / "report.md").read_text()
+    # the report draws the vulnerable images with their counterexample pixel
+    assert counts["vulnerable"] >= 1  # the 4th digits image is (see the records)
+    assert (out / "counterexamples.png").stat().st_size > 0
+    assert "](counterexamples.png)" in (out / "report.md").read_text()
     capsys.readouterr()
     # another setting is refused, and so is a bad argument: one line, exit code 2
     for bad in (["--over", "reals"], ["--max-boxes", "0"], ["--time-limit", "-1"]):

@@ -463,7 +463,47 @@ def summarise(info: dict, records: list[dict], compare: list[str] | None = None)
     return summary
 
 
-def report_markdown(info: dict, summary: dict) -> str:
+FIGURE = "counterexamples.png"
+
+
+def write_figure(out: Path, info: dict, records: list[dict], predict_fn, images, names) -> int:
+    """``counterexamples.png``: the vulnerable images, clean and with their counterexample
+    pixel (framed), titled with the model's class and probability; returns how many."""
+    from onepixel_jax.experiments import plots
+
+    found = [r for r in records if r["status"] == "vulnerable" and r["counterexample"]]
+    found = sorted(found, key=lambda r: r["position"])[: plots.MAX_EXAMPLES]
+    if not found:
+        (out / FIGURE).unlink(missing_ok=True)
+        return 0
+    x = np.asarray(images, np.float32)
+    shown = x if x.ndim == 4 else x[..., None]
+    channel = x.ndim == 4 and _takes_channels(predict_fn, x)
+    clean = np.stack([shown[r["index"]] for r in found])
+    patched = np.stack([plots.rebuild_adversarial(c, [r["counterexample"]]) for c, r in
+                        zip(clean, found, strict=True)])  # fmt: skip
+    batch = np.concatenate([clean, patched]).astype(np.float32)
+    probs = np.asarray(predict_fn(batch if channel else batch[..., 0]), np.float64)
+    n = len(found)
+    as_attack = [
+        {
+            "index": r["index"],
+            "label": r["label"],
+            "predicted": int(probs[n + j].argmax()),
+            "success": True,
+            "pixels": [r["counterexample"]],
+            "original_probs": probs[j].tolist(),
+            "probs": probs[n + j].tolist(),
+        }
+        for j, r in enumerate(found)
+    ]
+    by_index = {r["index"]: shown[r["index"]] for r in found}
+    c = info["config"]
+    title = f"{c['model']}: one-pixel counterexamples found by the verifier ({c['mode']})"
+    return plots.plot_examples(as_attack, by_index, names, out / FIGURE, title)
+
+
+def report_markdown(info: dict, summary: dict, figure: bool = False) -> str:
     c = summary["config"]
     lines = [
         f"# One-pixel verification: {c['model']} on {c['dataset']} {c['split']}",
@@ -507,6 +547,13 @@ def report_markdown(info: dict, summary: dict) -> str:
                 f"| {m} | {v['attacked']} | {v['fooled']} | {v['missed_vulnerable']} | "
                 f"{v['fooled_robust']} |"
             )
+    if figure:
+        lines += [
+            "",
+            "Vulnerable images, clean and with the counterexample pixel (framed):",
+            "",
+            f"![one-pixel counterexamples]({FIGURE})",
+        ]
     m = summary.get("machine") or {}
     load = summary.get("load_average")
     if m:
@@ -519,10 +566,13 @@ def report_markdown(info: dict, summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(out: Path, info: dict, records: list[dict], compare=None) -> dict:
+def write_report(out: Path, info: dict, records: list[dict], compare=None, figure=None) -> dict:
+    """``summary.json`` and ``report.md``; with ``figure`` ``(predict_fn, images,
+    class_names)`` also ``counterexamples.png``."""
     summary = summarise(info, records, compare)
+    drawn = 0 if figure is None else write_figure(out, info, records, *figure)
     write_json_atomic(out / SUMMARY, summary)
-    write_bytes_atomic(out / REPORT, report_markdown(info, summary).encode("utf-8"))
+    write_bytes_atomic(out / REPORT, report_markdown(info, summary, drawn > 0).encode("utf-8"))
     return summary
 
 
@@ -545,14 +595,15 @@ def _run_cli(args: argparse.Namespace) -> int:
             "callback): its operations cannot be bounded; verify needs a JAX model"
         )
     config = config_from_args(args, str(card.get("checkpoint_sha256", "")))
-    images, labels, _ = load_dataset(args.dataset, args.split, args.data_dir, args.download)
+    images, labels, names = load_dataset(args.dataset, args.split, args.data_dir, args.download)
     command = "onepixel " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["verify"] else ""
     with errors.removed_on_failure(out):
         info, records = run_verification(
             config, out, predict_fn, images, labels, command=command, quiet=args.quiet
         )
     if not args.no_report:
-        summary = write_report(out, info, records, args.compare)
+        names = list(names) if names is not None else [str(k) for k in range(info["num_classes"])]
+        summary = write_report(out, info, records, args.compare, (predict_fn, images, names))
         counts = summary["counts"]
         print(
             f"[verify] robust {counts['robust']}, vulnerable {counts['vulnerable']}, unknown "
