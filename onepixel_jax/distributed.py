@@ -125,23 +125,10 @@ def _host_value(x: jax.Array) -> np.ndarray:
 
 
 def _evolve_shards_impl(problem, *, target, plan, mesh):
-    spec = P(tuple(mesh.axis_names))
-    replicated = jax.tree_util.tree_map(lambda _: P(), (problem.method, problem.objective))
-    in_specs = engine.Problem(
-        keys=spec,
-        images=spec,
-        labels=spec,
-        targets=spec,
-        count=spec,
-        method=replicated[0],
-        objective=replicated[1],
-        channel=P(),
-        device=spec,
-    )
+    spec, in_specs = _problem_specs(problem, mesh)
 
     def local(problem):
-        problem = problem._replace(count=problem.count[0], device=problem.device[0])
-        out = engine.evolve_impl(problem, target=target, plan=plan)
+        out = engine.evolve_impl(_local(problem), target=target, plan=plan)
         return out.genes, out.history, out.rounds, out.slots_evaluated[None]
 
     run = jax.shard_map(
