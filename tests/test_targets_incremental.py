@@ -82,6 +82,7 @@ CHECKPOINTS = {  # {d: candidates per image}, two images each
     "allconv-cifar10": {1: 250, 3: 150, 5: 120},
     "lenet-mnist": {1: 300, 5: 200},
     "vgg16-cifar10": {1: 500},
+    "resnet20-cifar10": {1: 300, 3: 200},
 }
 
 
