@@ -476,9 +476,9 @@ def write_figure(out: Path, info: dict, records: list[dict], predict_fn, images,
     if not found:
         (out / FIGURE).unlink(missing_ok=True)
         return 0
-    x = np.asarray(images, np.float32)
+    x = np.asarray(images)  # as loaded (uint8): what imshow draws in [0, 255] for RGB too
     shown = x if x.ndim == 4 else x[..., None]
-    channel = x.ndim == 4 and _takes_channels(predict_fn, x)
+    channel = x.ndim == 4 and _takes_channels(predict_fn, x.astype(np.float32))
     clean = np.stack([shown[r["index"]] for r in found])
     patched = np.stack([plots.rebuild_adversarial(c, [r["counterexample"]]) for c, r in
                         zip(clean, found, strict=True)])  # fmt: skip
