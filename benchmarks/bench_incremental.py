@@ -17,8 +17,8 @@ call of ``--call-size`` candidates (default: the engine's CPU call size,
 
 The first call of each target (compilation included) is timed once, then ``--repeats``
 interleaved warm calls (medians). Networks: a VGG-style Flax CNN written here (not from the
-zoo), ResNet-20 (``runs/train/resnet20-cifar10`` when it loads, else random weights: the
-same speed), the committed checkpoints allconv-cifar10, nin-cifar10, vgg16-cifar10, and AlexNet
+zoo), the committed checkpoints resnet20-cifar10 (ResNet-20), allconv-cifar10, nin-cifar10,
+vgg16-cifar10, and AlexNet
 (random weights, ``--alexnet-width``) at 227x227.
 
     python benchmarks/bench_incremental.py --compare-rev a539096~1 --json benchmarks/results/x.json
@@ -52,10 +52,16 @@ from onepixel_jax.targets import incremental, patched_forward
 from onepixel_jax.zoo import architectures as arch
 from onepixel_jax.zoo.checkpoints import make_predict_fn
 
-NETS = ["user-cnn", "resnet20", "allconv-cifar10", "nin-cifar10", "vgg16-cifar10", "alexnet"]
+NETS = [
+    "user-cnn",
+    "resnet20-cifar10",
+    "allconv-cifar10",
+    "nin-cifar10",
+    "vgg16-cifar10",
+    "alexnet",
+]
 # Also accepted: any other committed checkpoint name (lenet-mnist, digits-cnn).
 ROOT = Path(__file__).resolve().parents[1]
-RESNET_RUN = ROOT / "runs" / "train" / "resnet20-cifar10"
 
 
 class UserCNN(nn.Module):
@@ -85,21 +91,13 @@ def load(name: str, alexnet_width: float):
             return jax.nn.softmax(module.apply(variables, batch), axis=-1)
 
         return predict_fn, shape, "random"
-    if name == "resnet20":
-        try:
-            predict_fn, card = opj.models.load(RESNET_RUN)
-            return predict_fn, card.input_shape, str(RESNET_RUN)
-        except (OSError, ValueError):
-            name, width, weights = "resnet", 1.0, "random (no complete checkpoint)"
-    elif name == "alexnet":
-        width, weights = alexnet_width, "random"
-    else:
-        predict_fn, card = opj.models.load(name)
-        return predict_fn, card.input_shape, "checkpoint"
-    module = arch.create(name, width=width)
-    shape = arch.ARCHITECTURES[name].input_shape
-    variables = arch.init_variables(module, shape, jax.random.PRNGKey(0))
-    return make_predict_fn(module, variables, shape), shape, weights
+    if name == "alexnet":
+        module = arch.create(name, width=alexnet_width)
+        shape = arch.ARCHITECTURES[name].input_shape
+        variables = arch.init_variables(module, shape, jax.random.PRNGKey(0))
+        return make_predict_fn(module, variables, shape), shape, "random"
+    predict_fn, card = opj.models.load(name)
+    return predict_fn, card.input_shape, "checkpoint"
 
 
 def handwritten_module(rev: str):
