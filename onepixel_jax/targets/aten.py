@@ -344,9 +344,10 @@ def _convolution(x, w, bias, stride, padding, dilation, transposed, output_paddi
         raise UnsupportedOperator("aten.convolution.default", f"({nsp} spatial axes)")
     sp = _SPATIAL[nsp]
     stride, padding, dilation = (_seq(v, nsp) for v in (stride, padding, dilation))
-    # Channels-last inside, transposes at the edges: XLA's CPU backend runs a channels-first
-    # convolution inside the engine's loop about 15x slower than the same one channels-last
-    # (allconv-cifar10, benchmarks/RESULTS.md), and it folds the transposes away.
+    # Channels-last inside, transposes at the edges: XLA's CPU backend ran the channels-first
+    # convolutions of allconv-cifar10 inside the engine's loop far slower than the same ones
+    # channels-last (an informal check, not a recorded benchmark), and it folds the
+    # transposes away.
     perm = (0, *range(2, x.ndim), 1)
     inv = (0, x.ndim - 1, *range(1, x.ndim - 1))
     out = lax.conv_general_dilated(
