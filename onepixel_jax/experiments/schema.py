@@ -23,6 +23,7 @@ import numpy as np
 
 from onepixel_jax.experiments.selection import MODES
 from onepixel_jax.files import DamagedFileError
+from onepixel_jax.objective import STOP_RULES
 
 # The largest class index, dataset index or count a run file may hold: beyond int32 the
 # engine's arrays would wrap silently.
@@ -37,7 +38,8 @@ _CONFIG_INTS = {
     "seed": 0,
     "chunk_size": 1,
 }
-_EARLY_STOP = (None, "none", "success", "threshold", "target_over_true")
+# run.json spells "never" as null or "none" (the CLI flag's value); the rules are objective's.
+_EARLY_STOP = (*STOP_RULES, "none")
 
 
 class RunInfoView:
@@ -158,7 +160,7 @@ def check_run_info(info: Any, path: str | Path, hint: str) -> dict:
     if "baseline" in config and not isinstance(config["baseline"], str | None):
         raise c.fail("config.baseline", "a method name", config["baseline"])
     if config.get("early_stop", None) not in _EARLY_STOP:
-        raise c.fail("config.early_stop", "none, success, threshold or target_over_true")
+        raise c.fail("config.early_stop", "none or one of " + ", ".join(filter(None, STOP_RULES)))
     threshold = config.get("threshold")
     if threshold is not None and (
         not _is_number(threshold) or not math.isfinite(threshold) or not 0 < threshold < 1
