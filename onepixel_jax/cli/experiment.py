@@ -282,6 +282,8 @@ def run_corner_table(args: argparse.Namespace) -> int:
         raise UsageError("corner-table replay needs --table (a file written by build)")
     if not Path(args.table).is_file():
         raise UsageError(f"--table {args.table} not found")
+    if args.json is not None:
+        errors.check_output_file(args.json, "--json")
     print(
         corner_table.replay(
             args.table,
@@ -290,6 +292,7 @@ def run_corner_table(args: argparse.Namespace) -> int:
             stalls=args.stall,
             stall_eps=args.stall_eps,
             seed=args.seed,
+            json_out=args.json,
         ),
         end="",
     )
@@ -532,6 +535,9 @@ def _tools_parsers(sub: Any) -> None:
     )
     c.add_argument("--stall-eps", type=errors.finite_float, default=1e-4, help="replay")
     c.add_argument("--seed", type=errors.seed, default=0, help="replay: random scan orders")
+    c.add_argument(
+        "--json", default=None, help="replay: also write every figure and per-image result here"
+    )
     c.set_defaults(func=errors.command("onepixel experiment corner-table", run_corner_table))
 
     m = sub.add_parser("promote", help="add a trained defence checkpoint to the package's")

@@ -114,15 +114,24 @@ def replay(
     stalls: Sequence[int] = (0, 16, 32, 64),
     stall_eps: float = 1e-4,
     seed: int = 0,
+    json_out: str | Path | None = None,
 ) -> str:
     """Markdown: per probe order the successes, median and mean queries and success at
     :data:`CHECKS` queries, then per order and stall rule the successes and total queries
     over all images (failures included), with queries counted per generation of
-    ``popsize`` and at most ``budget`` per image."""
+    ``popsize`` and at most ``budget`` per image. ``json_out``: also write every figure of
+    the tables and each image's success and queries per order there (with the table's
+    SHA-256 and the images' dataset indices), through the run folder's safe writer."""
+    import hashlib
+
+    from onepixel_jax import files
+
+    table = Path(table)
     with np.load(table) as data:
         done = int(data["done"])
         probs = data["probs"][:done].astype(np.float32)
         labels, images = data["labels"][:done], data["images"][:done]
+        dataset_indices = data["idx"][:done]
     n, hw, k, _ = probs.shape
     p_true = np.take_along_axis(probs, labels[:, None, None, None], 3)[..., 0]
     fooled = probs.argmax(-1) != labels[:, None, None]
@@ -135,6 +144,7 @@ def replay(
         "|---" * (4 + len(CHECKS)) + "|",
     ]
     stall_rows = []
+    record: dict = {"orders": {}, "stall": []}
     for order in ORDERS:
         rng = np.random.default_rng(seed)
         success, queries, histories = [], [], []
@@ -161,6 +171,20 @@ def replay(
         med = f"{np.median(q):,.0f}" if len(q) else "-"
         mean = f"{q.mean():,.0f}" if len(q) else "-"
         lines.append(f"| {order} | {len(q)}/{n} | {med} | {mean} | {cells} |")
+        record["orders"][order] = {
+            "successes": int(len(q)),
+            "median_queries": float(np.median(q)) if len(q) else None,
+            "mean_queries": float(q.mean()) if len(q) else None,
+            "success_at": dict(
+                zip(
+                    map(str, CHECKS),
+                    map(int, metrics.success_curve(success, queries, CHECKS)),
+                    strict=True,
+                )
+            ),
+            "success": success.tolist(),
+            "queries": queries.tolist(),
+        }
         for stall in stalls:
             s, qs = metrics.replay_stall(success, queries, popsize, histories, stall, stall_eps)
             stall_rows.append((order, stall, int(s.sum()), int(qs.sum())))
@@ -170,6 +194,25 @@ def replay(
         "|---|---|---|---|",
     ]
     lines += [f"| {o} | {st or 'off'} | {w}/{n} | {t:,} |" for o, st, w, t in stall_rows]
+    if json_out is not None:
+        record["stall"] = [
+            {"order": o, "stall": st, "successes": w, "total_queries": t}
+            for o, st, w, t in stall_rows
+        ]
+        record = {
+            "table": str(table),
+            "table_sha256": hashlib.sha256(table.read_bytes()).hexdigest(),
+            "images": n,
+            "dataset_indices": np.asarray(dataset_indices).astype(int).tolist(),
+            "labels": np.asarray(labels).astype(int).tolist(),
+            "fooled_by_some_corner": int(fooled.any((1, 2)).sum()),
+            "popsize": popsize,
+            "budget": generations * popsize,
+            "stall_eps": stall_eps,
+            "seed": seed,
+            **record,
+        }
+        files.write_json_atomic(json_out, record)
     return "\n".join(lines) + "\n"
 
 
