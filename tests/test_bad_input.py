@@ -241,7 +241,28 @@ CLI_CASES = [
     ("fool-popsize-0", fool("--popsize", "0"), None, "popsize"),
     # sizes: int32 counters, memory and the file system, checked before any work
     ("attack-popsize-10**12", attack("--popsize", str(10**12)), None, "--popsize"),
-    ("attack-max-iters-2**32", attack("--max-iters", str(2**32)), None, "--max-iters"),
+    ("attack-max-iters-2**32", attack("--max-iters", str(2**32)), None, "got 4,294,967,296"),
+    (
+        "attack-max-iters-int32-max",
+        attack("--max-iters", str(2**31 - 1)),
+        None,
+        "--max-iters must be at most 2,147,483,646 (the engine counts generations in int32), "
+        "got 2,147,483,647",
+    ),
+    (
+        "attack-cifar10-batch-damaged",
+        [
+            "attack", "--model", "allconv-cifar10", "--dataset", "cifar10", "--data-dir",
+            "{tmp}/data", "--n-images", "1", *TINY, "--out", "{tmp}/run",
+        ],
+        lambda t: (
+            (t / "data" / "cifar10" / "cifar-10-batches-py").mkdir(parents=True),
+            (t / "data" / "cifar10" / "cifar-10-batches-py" / "test_batch").write_bytes(
+                b"\x80\x03garbage"
+            ),
+        ),
+        "test_batch: corrupt pickle",
+    ),
     ("attack-chunk-size-10**9", attack("--chunk-size", str(10**9)), None, "--chunk-size"),
     ("attack-n-images-10**12", attack("--n-images", str(10**12)), None, "--n-images"),
     ("attack-out-name-300", attack(out="{tmp}/" + "x" * 300), None, "--out"),

@@ -148,8 +148,15 @@ def _get(d: dict, key: str) -> object:
 
 def read_cifar_python_batch(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     """One batch of the official CIFAR-10 python version -> ``(x uint8 (N, 32, 32, 3), y int32)``,
-    read with :func:`restricted_unpickle`."""
-    obj = restricted_unpickle(data)
+    read with :func:`restricted_unpickle`. ``ValueError`` naming ``name`` and what to do for a
+    damaged file."""
+    try:
+        obj = restricted_unpickle(data)
+    except ValueError as err:
+        raise ValueError(
+            f"{name}: {err}; the file is damaged or not a CIFAR-10 python batch: replace it "
+            "with a fresh copy of the dataset (docs/models.md, \"Data\")"
+        ) from None
     if not isinstance(obj, dict):
         raise ValueError(f"{name}: expected a dict, got {type(obj).__name__}")
     x = np.asarray(_get(obj, "data"))

@@ -111,10 +111,14 @@ def check_sweep_sizes(
         },
         **(names or {}),
     )
+    if max_iters + 1 > INT32_MAX:  # the generation counter holds max_iters + 1
+        raise UsageError(
+            f"{names['max_iters']} must be at most {INT32_MAX - 1:,} (the engine counts "
+            f"generations in int32), got {max_iters:,}"
+        )
     check_int32(
         {
             "popsize": popsize,
-            "max_iters": max_iters + 1,
             "chunk_size": chunk_size,
             "n_images": n_images,
             "batch_size": batch_size,
