@@ -1406,6 +1406,39 @@ def arguments_cases() -> list[Case]:
         )  # fmt: skip
     )
 
+    def damaged_python_batch(tmp: Path) -> None:
+        folder = tmp / "data" / "cifar10" / "cifar-10-batches-py"
+        folder.mkdir(parents=True)
+        (folder / "test_batch").write_bytes(b"\x80\x03garbage")
+
+    cases.append(
+        Case(
+            "arguments",
+            "attack-damaged-cifar10-python-batch-is-named",
+            "refused",
+            [
+                "attack",
+                "--model",
+                "allconv-cifar10",
+                "--dataset",
+                "cifar10",
+                "--data-dir",
+                "{tmp}/data",
+                "--n-images",
+                "1",
+                "--popsize",
+                "8",
+                "--max-iters",
+                "1",
+                "--quiet",
+                "--out",
+                "{tmp}/run",
+            ],
+            damaged_python_batch,
+            "test_batch: corrupt pickle",
+        )  # fmt: skip
+    )
+
     def idx(path: Path, array: np.ndarray, code: int) -> None:
         dtype = {0x08: ">u1", 0x0C: ">i4", 0x0E: ">f8"}[code]
         dims = b"".join(int(d).to_bytes(4, "big") for d in array.shape)
