@@ -252,8 +252,18 @@ CLI_CASES = [
     (
         "attack-cifar10-batch-damaged",
         [
-            "attack", "--model", "allconv-cifar10", "--dataset", "cifar10", "--data-dir",
-            "{tmp}/data", "--n-images", "1", *TINY, "--out", "{tmp}/run",
+            "attack",
+            "--model",
+            "allconv-cifar10",
+            "--dataset",
+            "cifar10",
+            "--data-dir",
+            "{tmp}/data",
+            "--n-images",
+            "1",
+            *TINY,
+            "--out",
+            "{tmp}/run",
         ],
         lambda t: (
             (t / "data" / "cifar10" / "cifar-10-batches-py").mkdir(parents=True),

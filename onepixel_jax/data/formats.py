@@ -155,7 +155,7 @@ def read_cifar_python_batch(data: bytes, name: str) -> tuple[np.ndarray, np.ndar
     except ValueError as err:
         raise ValueError(
             f"{name}: {err}; the file is damaged or not a CIFAR-10 python batch: replace it "
-            "with a fresh copy of the dataset (docs/models.md, \"Data\")"
+            'with a fresh copy of the dataset (docs/models.md, "Data")'
         ) from None
     if not isinstance(obj, dict):
         raise ValueError(f"{name}: expected a dict, got {type(obj).__name__}")
