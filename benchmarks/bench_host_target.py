@@ -17,13 +17,19 @@ time outside the host call (transfer, validation, dispatch) is reported apart fr
 model's own run time, which varies with the machine's load.
 
     python benchmarks/bench_host_target.py [--model allconv-cifar10] [--images 4]
-        [--popsize 400] [--gens 5] [--repeats 3]
+        [--popsize 400] [--gens 5] [--repeats 3] [--json FILE]
+
+``--json FILE`` writes every timing (each repeat), the medians, the machine, the versions and
+the load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +38,7 @@ import jax
 import numpy as np
 
 import onepixel_jax as opj
+from onepixel_jax.provenance import machine_info, package_versions, utc_now
 from onepixel_jax.targets.export import export_checkpoint
 from onepixel_jax.targets.host import from_onnx
 
@@ -43,8 +50,10 @@ def main() -> None:
     parser.add_argument("--popsize", type=int, default=400)
     parser.add_argument("--gens", type=int, default=5, help="model calls timed per repeat")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None, help="write the raw timings here")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     _, card = opj.models.load(args.model)
     shape = tuple(card["input_shape"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -127,6 +136,28 @@ def main() -> None:
         f"{out_gen['callback']:.4f} ({100 * out_gen['callback'] / per_gen['direct']:.1f}%) | "
         f"{per_gen['attack']:.3f} | {100 * (med['attack'] / med['direct'] - 1):+.1f}% |"
     )
+    if args.json:
+        record = {
+            "command": "python " + " ".join(sys.argv),
+            "date": utc_now(),
+            "model": args.model,
+            "images": args.images,
+            "popsize": args.popsize,
+            "call_size": call,
+            "gens": args.gens,
+            "repeats": args.repeats,
+            "times_s": times,
+            "outside_session_run_s": outside,
+            "median_s": med,
+            "per_generation_s": per_gen,
+            "outside_per_generation_s": out_gen,
+            "load_before": load_before,
+            "load_after": os.getloadavg()[0],
+            "machine": machine_info(),
+            "versions": package_versions(("jax", "jaxlib", "onnx", "onnxruntime", "jax2onnx")),
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":
