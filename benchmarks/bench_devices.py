@@ -77,6 +77,7 @@ def main() -> None:
     p.add_argument("--gens", type=int, default=20)
     p.add_argument("--early-stop", default=None)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", default=None, help="write the rows, machine and load here")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -121,6 +122,25 @@ def main() -> None:
             f"{r['carried_per_device']:,.0f} | {r['useful_per_s']:,.0f} | "
             f"{r['useful_per_s_per_device']:,.0f} |"
         )
+    if args.json:
+        from onepixel_jax.provenance import machine_info, package_versions, utc_now
+
+        record = {
+            "command": "python benchmarks/bench_devices.py " + " ".join(sys.argv[1:]),
+            "date": utc_now(),
+            "model": args.model,
+            "popsize": args.popsize,
+            "gens": args.gens,
+            "early_stop": args.early_stop,
+            "images_per_device": args.images_per_device,
+            "repeats": args.repeats,
+            "rows": rows,
+            "load_end": load,
+            "machine": machine_info(),
+            "versions": package_versions(("jax", "jaxlib")),
+        }
+        with open(args.json, "w") as f:
+            f.write(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":
