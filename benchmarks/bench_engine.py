@@ -14,6 +14,10 @@ of the attack.
 
     python benchmarks/bench_engine.py                # full run, writes a Markdown table
     python benchmarks/bench_engine.py --quick        # smoke run (seconds)
+    python benchmarks/bench_engine.py --json FILE    # also every row and timing as JSON
+
+The attack runs with ``incremental=False``, ``batch_size=N`` and ``call_size=N * P``, so that
+its model calls are those of the bare reference.
 """
 
 from __future__ import annotations
@@ -68,7 +72,16 @@ def bench_one(predict_fn, n: int, popsize: int, gens: int, repeats: int) -> dict
     rng = np.random.default_rng(n)
     images = rng.integers(0, 256, (n, 32, 32, 3)).astype(np.uint8)
     labels = rng.integers(0, 10, n)
-    cfg = opj.AttackConfig(popsize=popsize, max_iters=gens, early_stop=None)
+    # the same model calls as the bare reference: every image's population in one call per
+    # generation, the full forward (the incremental evaluation would change the work itself)
+    cfg = opj.AttackConfig(
+        popsize=popsize,
+        max_iters=gens,
+        early_stop=None,
+        incremental=False,
+        batch_size=n,
+        call_size=n * popsize,
+    )
     jitted = jax.jit(predict_fn)
     batch = jnp.asarray(rng.uniform(0, 255, (n * popsize, 32, 32, 3)), jnp.float32)
 
@@ -101,6 +114,9 @@ def bench_one(predict_fn, n: int, popsize: int, gens: int, repeats: int) -> dict
     a, b, c = (statistics.median(t) for t in (t_attack, t_bare, t_loop))
     evals = n * popsize * (gens + 1)
     return dict(
+        attack_times=t_attack,
+        bare_times=t_bare,
+        loop_times=t_loop,
         n=n,
         popsize=popsize,
         gens=gens,
@@ -134,6 +150,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny settings, for a smoke run")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--models", default="tiny-cnn,allconv")
+    ap.add_argument("--json", default=None, help="write every row (with its timings) here")
     args = ap.parse_args(argv)
 
     plans = {
@@ -176,6 +193,22 @@ def main(argv=None) -> int:
             f"{r['bare_s']:.2f} | {r['loop_s']:.2f} | {100 * r['overhead']:+.1f}% | "
             f"{100 * r['overhead_loop']:+.1f}% | {r['evals_per_s']:,.0f} |"
         )
+    if args.json:
+        import json
+
+        from onepixel_jax.provenance import machine_info, package_versions, utc_now
+
+        record = {
+            "command": "python benchmarks/bench_engine.py " + " ".join(sys.argv[1:]),
+            "date": utc_now(),
+            "repeats": args.repeats,
+            "rows": rows,
+            "load_end": os.getloadavg()[0],
+            "machine": machine_info(),
+            "versions": package_versions(("jax", "jaxlib", "flax")),
+        }
+        with open(args.json, "w") as f:
+            f.write(json.dumps(record, indent=1) + "\n")
     return 0
 
 
