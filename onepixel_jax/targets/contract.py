@@ -99,7 +99,7 @@ def check_model(
         raise
     except ModelContractError as err:
         text = str(err)
-        raise ModelContractError(text if text.startswith(name) else f"{name} {text}") from None
+        raise ModelContractError(text if name in text else f"{name} {text}") from None
     except Exception as err:
         raise ModelContractError(
             f"{name} fails on a batch of {batch} images of {size}: {_first_line(err)}; the "
