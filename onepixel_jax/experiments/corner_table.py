@@ -143,7 +143,6 @@ def replay(
         "| order | successes | median q. | mean q. | " + " | ".join(f"@{q}" for q in CHECKS) + " |",
         "|---" * (4 + len(CHECKS)) + "|",
     ]
-    stall_rows = []
     record: dict = {"orders": {}, "stall": []}
     for order in ORDERS:
         rng = np.random.default_rng(seed)
@@ -167,7 +166,8 @@ def replay(
             histories.append(best[:generations])
         success, queries = np.array(success), np.array(queries, np.int64)
         q = queries[success]
-        cells = " | ".join(str(int(v)) for v in metrics.success_curve(success, queries, CHECKS))
+        curve = [int(v) for v in metrics.success_curve(success, queries, CHECKS)]
+        cells = " | ".join(map(str, curve))
         med = f"{np.median(q):,.0f}" if len(q) else "-"
         mean = f"{q.mean():,.0f}" if len(q) else "-"
         lines.append(f"| {order} | {len(q)}/{n} | {med} | {mean} | {cells} |")
@@ -175,30 +175,26 @@ def replay(
             "successes": int(len(q)),
             "median_queries": float(np.median(q)) if len(q) else None,
             "mean_queries": float(q.mean()) if len(q) else None,
-            "success_at": dict(
-                zip(
-                    map(str, CHECKS),
-                    map(int, metrics.success_curve(success, queries, CHECKS)),
-                    strict=True,
-                )
-            ),
+            "success_at": dict(zip(map(str, CHECKS), curve, strict=True)),
             "success": success.tolist(),
             "queries": queries.tolist(),
         }
         for stall in stalls:
             s, qs = metrics.replay_stall(success, queries, popsize, histories, stall, stall_eps)
-            stall_rows.append((order, stall, int(s.sum()), int(qs.sum())))
+            record["stall"].append(
+                {"order": order, "stall": stall, "successes": int(s.sum()),
+                 "total_queries": int(qs.sum())}
+            )  # fmt: skip
     lines += [
         "",
         "| order | stall (generations) | successes | total queries (all images) |",
         "|---|---|---|---|",
     ]
-    lines += [f"| {o} | {st or 'off'} | {w}/{n} | {t:,} |" for o, st, w, t in stall_rows]
+    lines += [
+        f"| {r['order']} | {r['stall'] or 'off'} | {r['successes']}/{n} | {r['total_queries']:,} |"
+        for r in record["stall"]
+    ]
     if json_out is not None:
-        record["stall"] = [
-            {"order": o, "stall": st, "successes": w, "total_queries": t}
-            for o, st, w, t in stall_rows
-        ]
         record = {
             "table": str(table),
             "table_sha256": hashlib.sha256(table.read_bytes()).hexdigest(),
