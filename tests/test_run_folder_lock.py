@@ -162,3 +162,65 @@ def test_kill_9_in_a_locked_run_then_the_same_command_resumes(tmp_path):
     assert sorted(r["index"] for r in records) == sorted(info["indices"])
     assert len({r["index"] for r in records}) == 12
     assert (out / ".lock").read_bytes() == b""  # released by the resumed writer
+
+
+def _writers():
+    from onepixel_jax.defences.adversarial_training import (
+        AdversarialTrainingConfig,
+        adversarial_fine_tune,
+    )
+    from onepixel_jax.defences.fooling_class import FoolingClassConfig, retrain_with_fooling_class
+    from onepixel_jax.zoo.training import TrainConfig, train_and_evaluate
+
+    return {
+        "train": lambda out: train_and_evaluate(
+            TrainConfig(model="digits-cnn", dataset="digits", epochs=1), out
+        ),
+        "adversarial": lambda out: adversarial_fine_tune(
+            AdversarialTrainingConfig(model="digits-cnn"), out
+        ),
+        "fooling-class": lambda out: retrain_with_fooling_class(
+            FoolingClassConfig(model="digits-cnn"), out
+        ),
+    }
+
+
+@pytest.mark.parametrize("writer", ["train", "adversarial", "fooling-class"])
+def test_training_and_defence_outputs_have_one_writer(writer, tmp_path):
+    out = tmp_path / "model"
+    with RunFolderLock(out):  # another writer, in the middle of its run
+        (out / "card.json").write_text("theirs")
+        with pytest.raises(RunFolderBusyError, match="being written by process pid"):
+            _writers()[writer](out)
+        assert sorted(p.name for p in out.iterdir()) == [".lock", "card.json"]
+        assert (out / "card.json").read_text() == "theirs"
+
+
+def test_a_refused_command_removes_nothing_another_writer_made(tmp_path):
+    from onepixel_jax.cli import errors
+
+    out = tmp_path / "new"  # absent when the command looked, created by the other writer since
+    with pytest.raises(RunFolderBusyError):
+        with errors.removed_on_failure(out):
+            out.mkdir()
+            (out / "card.json").write_text("theirs")
+            raise RunFolderBusyError(f"--out {out} is being written by another process")
+    assert (out / "card.json").read_text() == "theirs"
+    with pytest.raises(ValueError):  # a failure of the command's own still cleans up
+        with errors.removed_on_failure(tmp_path / "mine"):
+            (tmp_path / "mine").mkdir()
+            raise ValueError("failed")
+    assert not (tmp_path / "mine").exists()
+
+
+def test_the_train_command_refuses_a_busy_out_with_one_line(tmp_path, capsys):
+    from onepixel_jax.cli import main
+
+    out = tmp_path / "model"
+    with RunFolderLock(out):
+        (out / "card.json").write_text("theirs")
+        argv = ["train", "--model", "digits-cnn", "--dataset", "digits", "--epochs", "1"]
+        assert main([*argv, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and f"--out {out} is being written" in err
+        assert (out / "card.json").read_text() == "theirs"

@@ -360,13 +360,17 @@ def removed_on_failure(path: str | os.PathLike) -> Iterator[None]:
     """Remove what the block created under the folder ``path`` if the block fails: the
     folder itself when it did not exist before, else the entries that were not in it (a
     refused or failed command leaves nothing behind). An interrupt keeps everything:
-    commands that resume continue from what an interrupted run wrote."""
+    commands that resume continue from what an interrupted run wrote. A command refused
+    because another process writes the folder removes nothing: what is there is that
+    writer's (it may have created the folder since this command looked)."""
+    from onepixel_jax.experiments.lock import RunFolderBusyError
+
     path = Path(path)
     existed = os.path.lexists(path)
     before = set(os.listdir(path)) if existed and path.is_dir() else None
     try:
         yield
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, RunFolderBusyError):
         raise
     except BaseException:
         if path.is_symlink() or not path.is_dir():

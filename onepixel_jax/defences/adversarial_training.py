@@ -38,6 +38,7 @@ import numpy as np
 
 from onepixel_jax import data as opj_data
 from onepixel_jax.config import AttackConfig
+from onepixel_jax.experiments.lock import RunFolderLock
 from onepixel_jax.files import append_jsonl
 from onepixel_jax.provenance import machine_info, package_versions, utc_now
 from onepixel_jax.runner import attack
@@ -148,11 +149,16 @@ def adversarial_fine_tune(
     ``"status"``: ``"epoch k/n"``, then ``"complete"``) and one record per epoch to
     ``epochs.jsonl``: ``attack_success`` (share of the attacked training images the engine
     fooled, against the network before the epoch), ``attack_seconds``, ``train_seconds``,
-    ``adversarial_examples``, ``test_accuracy``. Returns the card.
+    ``adversarial_examples``, ``test_accuracy``. Returns the card. One process writes
+    ``workdir`` at a time (a second writer is refused with ``RunFolderBusyError``).
     """
     if not isinstance(config, AdversarialTrainingConfig):
         raise TypeError(f"config must be an AdversarialTrainingConfig, got {type(config).__name__}")
-    workdir = Path(workdir)
+    with RunFolderLock(workdir):
+        return _adversarial_fine_tune(config, Path(workdir), name=name, log=log)
+
+
+def _adversarial_fine_tune(config, workdir: Path, *, name, log) -> dict[str, Any]:
     variables, card = ckpt_lib.load_variables(config.model)
     x_train, y_train, _ = opj_data.load(
         card.dataset, "train", limit=config.train_limit, data_dir=config.data_dir

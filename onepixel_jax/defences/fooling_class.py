@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from onepixel_jax import data as opj_data
+from onepixel_jax.experiments.lock import RunFolderLock
 from onepixel_jax.files import append_jsonl
 from onepixel_jax.fooling.run import ENCODINGS, FoolConfig, run_fooling
 from onepixel_jax.provenance import machine_info, package_versions, utc_now
@@ -261,10 +262,16 @@ def retrain_with_fooling_class(
     class, same networks),
     ``test_accuracy`` (clean, ``K`` real classes), ``checkpoint`` (folder of the network),
     ``seconds``. A last record with ``"evolution_only": True`` holds the final evolution.
+    One process writes ``workdir`` at a time (a second writer is refused with
+    ``RunFolderBusyError``).
     """
     if not isinstance(config, FoolingClassConfig):
         raise TypeError(f"config must be a FoolingClassConfig, got {type(config).__name__}")
-    workdir = Path(workdir)
+    with RunFolderLock(workdir):
+        return _retrain_with_fooling_class(config, Path(workdir), log=log)
+
+
+def _retrain_with_fooling_class(config, workdir: Path, *, log) -> list[dict[str, Any]]:
     if (workdir / ROUNDS_FILE).exists():
         raise ValueError(
             f"{workdir} already holds retraining rounds ({ROUNDS_FILE}); use another folder"

@@ -538,10 +538,19 @@ def train_and_evaluate(
     last finished epoch (exactly as if it had not stopped, up to float rounding of the
     restored state); a folder without one starts afresh.
 
+    One process writes ``workdir`` at a time: a second writer is refused with
+    ``RunFolderBusyError`` (:class:`~onepixel_jax.experiments.lock.RunFolderLock`).
+
     Returns the model card (a dict, also written to ``workdir/card.json``)."""
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    workdir = Path(workdir)
+    from onepixel_jax.experiments.lock import RunFolderLock  # the experiments layer imports zoo
+
+    with RunFolderLock(workdir):
+        return _train_and_evaluate(config, Path(workdir), log=log, resume=resume)
+
+
+def _train_and_evaluate(config: TrainConfig, workdir: Path, *, log, resume: bool) -> dict:
     start_epoch, old_card = _resume_point(workdir, config) if resume else (0, None)
     if resume and start_epoch and config.time_budget is not None:
         raise ValueError("a run with a time budget cannot be resumed")
