@@ -224,3 +224,16 @@ def test_a_stall_replay_covers_methods_named_with_stall_and_never_replays_a_repl
     replayed = runs["setting"]["fast-stall128 + stall 3 (replayed)"]
     assert replayed[1]["success"] and replayed[1]["queries"] == 20
     assert not replayed[0]["success"] and replayed[0]["queries"] < 100
+
+
+def test_the_committed_defence_tables_come_from_the_committed_records(tmp_path):
+    """docs/figures/defences/tables.md is what the report writes from the committed run folders
+    (the command in docs/defences-results.md), to the byte."""
+    repo = Path(__file__).resolve().parents[1]
+    b = repo / "benchmarks" / "results" / "defences"
+    out = tmp_path / "tables.md"
+    argv = ["experiment", "report", "defences", str(b / "grid"), "--markdown", str(out)]
+    fooling = [str(b / f) for f in ("fooling-lenet", "fooling-lenet-scratch", "fooling-allconv")]
+    assert main([*argv, "--fooling", *fooling]) == 0
+    committed = (repo / "docs" / "figures" / "defences" / "tables.md").read_text()
+    assert out.read_text() == committed
