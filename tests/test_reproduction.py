@@ -204,6 +204,19 @@ def test_reproduce_run_bad_input_is_one_line_with_exit_2(tmp_path, capsys, extra
     assert message in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize("text", [None, "# no block here\n"])
+def test_reproduce_tables_refuses_a_readme_without_its_block(tmp_path, capsys, text):
+    readme = tmp_path / "README.md"
+    if text is not None:
+        readme.write_text(text)
+    (tmp_path / "records").mkdir()
+    code = main(["reproduce", "tables", "--records", str(tmp_path / "records"),
+                 "--readme", str(readme)])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--readme" in err and len(err.splitlines()) == 1
+    assert readme.exists() == (text is not None) and not (tmp_path / "records/tables.json").exists()
+
+
 # --------------------------------------------------------------------------------------
 # Section V architectures
 
@@ -342,8 +355,13 @@ def test_tables_match_an_independent_numpy_computation(committed, tmp_path, digi
         asked.append((dataset, split))
         return images
 
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "# x\n\n<!-- generated: readme -->\nold table\n<!-- /generated: readme -->\nend\n"
+    )
     t = rep.write_tables(committed, markdown=tmp_path / "r.md", figures=tmp_path / "fig",
-                         snippet=tmp_path / "snippet.md", load_images=load_images)  # fmt: skip
+                         snippet=tmp_path / "snippet.md", load_images=load_images,
+                         readme=readme)  # fmt: skip
     assert set(asked) == {("digits", "test")}
     de = {r["index"]: r for r in _raw(committed, "allconv-d1-paper")}
     rnd = {r["index"]: r for r in _raw(committed, "allconv-d1-random")}
@@ -425,6 +443,9 @@ def test_tables_match_an_independent_numpy_computation(committed, tmp_path, digi
     assert f"{100 * k / n:.2f} % [{100 * lo:.2f}, {100 * hi:.2f}] ({k}/{n})" in text
     snippet = (tmp_path / "snippet.md").read_text()
     assert snippet.startswith("| network (width 0.25) |") and "| AllConv | 12 |" in snippet
+    assert readme.read_text() == (
+        f"# x\n\n<!-- generated: readme -->\n{snippet}<!-- /generated: readme -->\nend\n"
+    )
     # fmt: skip
     assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == [
         "allconv-1px-examples.png", "allconv-1px-fitness.png", "allconv-3px-examples.png",

@@ -7,6 +7,7 @@
                          [--split S] [--include-misclassified] --n-images N ...
   onepixel reproduce snapshot [--root DIR] [--records DIR]
   onepixel reproduce tables [--records DIR] [--markdown FILE] [--figures DIR] [--snippet FILE]
+                           [--readme FILE]
 
 run runs the cells (each one run folder under --root; all of them, in order, without
 --cell) at the paper's scale or at --n-images; running it again resumes, a larger --n-images
@@ -132,7 +133,11 @@ def tables(args: argparse.Namespace) -> int:
 
     errors.check_input_dir(args.records, "--records")
     reproduction.write_tables(
-        args.records, markdown=args.markdown, figures=args.figures, snippet=args.snippet
+        args.records,
+        markdown=args.markdown,
+        figures=args.figures,
+        snippet=args.snippet,
+        readme=args.readme,
     )
     return 0
 
@@ -232,5 +237,11 @@ def register_cli(subparsers: Any) -> None:
         default=None,
         type=errors.non_empty,
         help="write the README's reproduction table to this file",
+    )
+    t.add_argument(
+        "--readme",
+        default=None,
+        type=errors.non_empty,
+        help="fill the table into the '<!-- generated: readme -->' block of this existing file",
     )
     t.set_defaults(func=errors.command("onepixel reproduce tables", tables))

@@ -1077,12 +1077,24 @@ def write_tables(
     figures: str | Path | None = None,
     snippet: str | Path | None = None,
     load_images: Callable | None = None,
+    readme: str | Path | None = None,
 ) -> dict[str, Any]:
     """Regenerate the tables from ``records``: the marked blocks of the Markdown file
     ``markdown`` (printed when None), the figures into ``figures``, the README table into
-    ``snippet``; ``tables.json`` (every figure) next to the records. ``load_images(dataset,
+    ``snippet`` (the whole file) and into the ``readme`` block of the existing file
+    ``readme``; ``tables.json`` (every figure) next to the records. ``load_images(dataset,
     split)``: the clean images of the example figures (default: the dataset loader; examples
-    are left out where the data is missing). Returns the figures."""
+    are left out where the data is missing). Returns the figures. Raises UsageError when
+    ``readme`` does not mark a ``readme`` block."""
+    readme_text = None
+    if readme is not None:
+        try:
+            readme_text = Path(readme).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--readme {readme} cannot be read ({exc})") from None
+        marks = BEGIN.format(name="readme"), END.format(name="readme")
+        if not 0 <= readme_text.find(marks[0]) < readme_text.find(marks[1]):
+            raise UsageError(f"--readme {readme} has no '{marks[0]}' ... '{marks[1]}' block")
     t = compute_tables(records)
     blocks = markdown_blocks(t)
     write_json_atomic(Path(records) / "tables.json", _jsonable(t))
@@ -1105,6 +1117,9 @@ def write_tables(
         print("\n\n".join(blocks.values()))
     if snippet is not None:
         write_bytes_atomic(Path(snippet), (blocks["readme"] + "\n").encode("utf-8"))
+    if readme_text is not None:
+        text = fill_blocks(readme_text, {"readme": blocks["readme"]})
+        write_bytes_atomic(Path(readme), text.encode("utf-8"))
     return t
 
 
