@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -228,13 +229,22 @@ def test_bad_input_is_one_line_naming_the_argument():
     assert opj.verify is verification.verify
 
 
-def test_cli_writes_a_run_folder_resumes_grows_and_compares(tmp_path, capsys):
+def test_cli_writes_a_run_folder_resumes_grows_and_compares(tmp_path, capsys, monkeypatch):
     from onepixel_jax.cli import main
 
     out = tmp_path / "verify"
     base = ["verify", "--model", "digits-cnn", "--dataset", "digits", "--quiet"]
-    assert main([*base, "--n-images", "3", "--out", str(out), "--no-report"]) == 0
+    first = [*base, "--n-images", "3", "--out", str(out), "--no-report"]
+    monkeypatch.setattr(sys, "argv", ["onepixel", *first])
+    assert main(first) == 0
     info = json.loads((out / "run.json").read_text())
+    assert info["command"].startswith("onepixel verify ") and "--n-images 3" in info["command"]
+    # a smaller --n-images resumes nothing and keeps the command that made the run
+    smaller = [*base, "--n-images", "2", "--out", str(out), "--no-report"]
+    monkeypatch.setattr(sys, "argv", ["onepixel", *smaller])
+    assert main(smaller) == 0
+    assert json.loads((out / "run.json").read_text())["command"] == info["command"]
+    monkeypatch.setattr(sys, "argv", ["pytest"])
     recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [r["index"] for r in recs] == info["indices"] and len(recs) == 3
     # the same answers as the library on the same images
