@@ -330,12 +330,22 @@ def committed(tmp_path_factory, digits):
     root = tmp_path_factory.mktemp("work")
     records = tmp_path_factory.mktemp("committed")
     sizes = {"allconv-d1-paper": 12, "allconv-d1-random": 10, "allconv-d1-paper-clip": 8,
-             "allconv-d1-all-targets": 4, "allconv-d3-paper": 9, "allconv-d5-paper": 7}  # fmt: skip
+             "allconv-d1-all-targets": 4, "allconv-d3-paper": 9, "allconv-d5-paper": 7,
+             "allconv-d1-jpeg": 6}  # fmt: skip
     for name, n in sizes.items():
         c = dataclasses.replace(rep.CELLS[name], popsize=8, max_iters=3, chunk_size=2)
         rep.run_cell(c, root, n_images=n, records=None, model=(predict_fn, card),
                      data=(images, labels, names), attack_fn=FakeEngine())  # fmt: skip
     rep.snapshot(root, records)
+    # the jpeg cell grown to 10 images and interrupted before a new record: run.json selects
+    # 4 more images (here all misclassified), which Table IV must not count
+    path = records / "allconv-d1-jpeg" / "run.json"
+    info = json.loads(path.read_text())
+    info["labels"] += [(y + 1) % 10 for y in info["true_labels"][:4]]
+    info["true_labels"] += info["true_labels"][:4]
+    info["indices"] += [max(info["indices"]) + 1 + k for k in range(4)]
+    info["config"]["n_images"] = 10
+    path.write_text(json.dumps(info))
     (records / rep.CLEAN).write_text(json.dumps({"allconv-cifar10": {
         "test": {"correct": 853, "total": 1000, "accuracy": 0.853},
         "test-jpeg": {"correct": 7760, "total": 10000, "accuracy": 0.776}}}))  # fmt: skip
@@ -416,6 +426,14 @@ def test_tables_match_an_independent_numpy_computation(committed, tmp_path, digi
     assert vii["neither_a_lower"] == int((~a & ~b & (fa < fb)).sum())
     first = sum(de[i]["success"] and de[i]["queries"] <= 400 for i in common)
     assert vii["first_population"]["de"] == first
+
+    # Table IV: the misclassified among the 6 images the jpeg cell attacked
+    jp = _raw(committed, "allconv-d1-jpeg")
+    assert len(jp) == 6
+    info = json.loads((committed / "allconv-d1-jpeg" / "run.json").read_text())
+    wrong = sum(info["true_labels"][r["position"]] != r["label"] for r in jp)
+    assert t["iv"][0]["misclassified_attacked"] == wrong
+    assert t["iv"][0]["nontargeted"]["success"]["trials"] == 6
 
     # the bound-handling comparison on the 8 images of all three cells
     clip = {r["index"]: r for r in _raw(committed, "allconv-d1-paper-clip")}

@@ -709,8 +709,9 @@ def compute_tables(records: str | Path) -> dict[str, Any]:
             a = cells[name][0]
             row["nontargeted"] = _measure(a, False)
             info = cells[name][1]
-            true = np.asarray(info["true_labels"], np.int64)
-            row["misclassified_attacked"] = int((true != np.asarray(info["labels"])).sum())
+            pos = np.unique(a["position"])  # the images attacked, not the whole selection
+            true = np.asarray(info["true_labels"], np.int64)[pos]
+            row["misclassified_attacked"] = int((true != np.asarray(info["labels"])[pos]).sum())
         iv.append(row)
     out["iv"] = iv
     return out
