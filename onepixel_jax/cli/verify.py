@@ -317,11 +317,12 @@ def run_verification(
             if info["indices"][:m] != new_info["indices"][:m]:
                 raise UsageError(f"--out {out}: the model selects other images than its run")
             new_info["created"] = info.get("created", new_info["created"])
-            if len(info["indices"]) > len(indices) or not command:
+            smaller = len(info["indices"]) > len(indices)
+            if smaller or not command:
                 # a smaller --n-images (or a call from Python) reproduces less than the run:
                 # run.json keeps the command that made it
                 new_info["command"] = info.get("command", command)
-            if len(info["indices"]) > len(indices):  # a smaller --n-images: keep the run's
+            if smaller:  # a smaller --n-images: keep the run's
                 new_info.update({f: info[f] for f in ("indices", "labels", "targets")})
                 new_info["config"] = dict(config, n_images=info["config"]["n_images"])
         write_json_atomic(out / RUN_INFO, new_info)
